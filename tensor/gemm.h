@@ -1,0 +1,24 @@
+// GEMM: C = alpha * op(A) * op(B) + beta * C on row-major matrices, through the serial OpenBLAS.
+//
+// op(X) is X or Xᵀ: a transposed view is passed to BLAS as a transpose flag with its leading dimension,
+// never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
+// why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N and K, so the same product
+// gives bit-identical results for any thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace hydra::kernels {
+
+// A is op(A) = M×K, B is op(B) = K×N, C is M×N; lda/ldb/ldc are the row strides of the stored matrices.
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// The same product on the calling thread only (for callers already inside a parallel region, such as
+// a batched matmul that parallelises over the batch).
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+}  // namespace hydra::kernels
