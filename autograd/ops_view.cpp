@@ -67,7 +67,8 @@ Tensor view(const Tensor& x, const Shape& requested) {
   });
 }
 
-Tensor reshape(const Tensor& x, const Shape& shape) {
+Tensor reshape(const Tensor& x, const Shape& requested) {
+  Shape shape = infer_shape("reshape", x.shape(), requested);  // errors name reshape, not view
   return x.is_contiguous() ? view(x, shape) : view(contiguous(x), shape);
 }
 
@@ -146,7 +147,8 @@ Tensor select(const Tensor& x, int64_t dim, int64_t index) {
 
 Tensor unsqueeze(const Tensor& x, int64_t dim) {
   const int64_t nd = x.dim();
-  const int64_t d = normalize_dim("unsqueeze", dim < 0 ? dim + 1 : dim, nd + 1);
+  // The new dim can go anywhere in 0..nd, so -1 means "after the last dim" (nd), as in PyTorch.
+  const int64_t d = normalize_dim("unsqueeze", dim < 0 ? dim + nd + 1 : dim, nd + 1);
   Shape shape = x.shape();
   Strides strides = x.strides();
   // Any stride is valid for a size-1 dim; this one keeps a dense tensor dense.

@@ -48,7 +48,7 @@ void check_forward(const OpCase& c, DType dtype, double tol) {
   Inputs x64 = make_inputs(c.inputs, DType::Float64, 1234, false);
   Tensor got = c.op(x);
   Tensor want = c.reference(x64);
-  INFO("case '", c.name, "' forward in ", dtype_name(dtype));
+  INFO("case '", c.name, "' forward in ", std::string(dtype_name(dtype)));
   REQUIRE_MESSAGE(got.shape() == want.shape(), "shape ", shape_str(got.shape()), " vs reference ",
                   shape_str(want.shape()));
   Diff d = compare(got, want);
@@ -78,7 +78,7 @@ void check_layout(const OpCase& c) {
     Tensor dense = c.op(make_inputs(c.inputs, dtype, 7, false));
     Inputs strided_inputs = make_inputs(c.inputs, dtype, 7, true);
     Tensor strided = c.op(strided_inputs);
-    INFO("case '", c.name, "' non-contiguous inputs, ", dtype_name(dtype));
+    INFO("case '", c.name, "' non-contiguous inputs, ", std::string(dtype_name(dtype)));
     REQUIRE(dense.shape() == strided.shape());
     Diff d = compare(strided, dense);
     double tol = c.layout_exact ? 0.0 : (dtype == DType::Float64 ? c.forward_tol : c.float32_tol);
