@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "tensor/parallel.h"
 
@@ -22,17 +23,46 @@ void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t M, int64_t N, int
               A, static_cast<blasint>(lda), B, static_cast<blasint>(ldb), beta, C, static_cast<blasint>(ldc));
 }
 
-// Element (r, c) of op(X) for a stored row-major X with row stride ld.
+// Whether several threads may call BLAS at once. True for the pthreads build we link (it locks its
+// buffer pool); Debian's serial build has no locks and gave wrong results under concurrent calls, and
+// an OpenMP build called from TBB threads gave run-to-run differences. With either of those loaded
+// (someone changed the link), every GEMM runs on one thread: slower, still correct.
+bool blas_is_thread_safe() {
+  static const bool safe = [] {
+    openblas_set_num_threads(1);  // BLAS itself never starts threads: TBB owns them
+    return openblas_get_parallel() == 1;
+  }();
+  return safe;
+}
+
+// The tiling rule (measured, bench/README.md): at most 8 tiles of at least ~4 MFLOP each, cut along
+// the longer side of C in multiples of 64. It looks only at M, N, K, never at the thread count, so
+// every element of C comes from the same BLAS call whatever the number of threads.
+struct Tiling {
+  int64_t row_block, col_block;  // tile size; a tile is rows [r, r+row_block) × cols [c, c+col_block)
+  int64_t count(int64_t M, int64_t N) const {
+    return ((M + row_block - 1) / row_block) * ((N + col_block - 1) / col_block);
+  }
+};
+
+constexpr double kFlopsPerTile = 4e6;
+constexpr int64_t kMaxTiles = 8;
+
+int64_t round_up_64(int64_t v) { return (v + 63) / 64 * 64; }
+
+Tiling choose_tiling(int64_t M, int64_t N, int64_t K) {
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const int64_t tiles = std::min<int64_t>(kMaxTiles, static_cast<int64_t>(flops / kFlopsPerTile));
+  if (tiles < 2) return {std::max<int64_t>(M, 1), std::max<int64_t>(N, 1)};
+  if (M >= N) return {std::max<int64_t>(64, round_up_64((M + tiles - 1) / tiles)), std::max<int64_t>(N, 1)};
+  return {std::max<int64_t>(M, 1), std::max<int64_t>(64, round_up_64((N + tiles - 1) / tiles))};
+}
+
+// Pointer to element (r, c) of op(X), for a stored row-major X with row stride ld.
 template <class T>
 const T* at(const T* X, bool trans, int64_t ld, int64_t r, int64_t c) {
   return trans ? X + c * ld + r : X + r * ld + c;
 }
-
-// NOTE: tiles are chosen from the shape alone (never from the thread count) so that every element of
-// C is computed by the same BLAS call sequence whatever the number of threads.
-constexpr int64_t kTileRows = 256;
-constexpr int64_t kTileCols = 1024;
-constexpr double kMinParallelFlops = 4e6;
 
 }  // namespace
 
@@ -40,6 +70,7 @@ template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  blas_is_thread_safe();  // first call sets BLAS to one thread
   blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
             beta, C, ldc);
 }
@@ -48,22 +79,25 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
-  if (flops < kMinParallelFlops) {
-    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const Tiling tiling = choose_tiling(M, N, K);
+  const int64_t col_tiles = (N + tiling.col_block - 1) / tiling.col_block;
+  auto run_tile = [&](int64_t t) {
+    const int64_t r0 = (t / col_tiles) * tiling.row_block, c0 = (t % col_tiles) * tiling.col_block;
+    const int64_t rows = std::min(tiling.row_block, M - r0), cols = std::min(tiling.col_block, N - c0);
+    gemm_serial(trans_a, trans_b, rows, cols, K, alpha, at(A, trans_a, lda, r0, 0), lda, at(B, trans_b, ldb, 0, c0), ldb,
+                beta, C + r0 * ldc + c0, ldc);
+  };
+  const int64_t n_tiles = tiling.count(M, N);
+  if (!blas_is_thread_safe()) {
+    for (int64_t t = 0; t < n_tiles; ++t) run_tile(t);  // same tiles, so the same results, one thread
     return;
   }
-  const int64_t row_tiles = (M + kTileRows - 1) / kTileRows;
-  const int64_t col_tiles = (N + kTileCols - 1) / kTileCols;
-  parallel_for(0, row_tiles * col_tiles, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t r0 = (t / col_tiles) * kTileRows, c0 = (t % col_tiles) * kTileCols;
-      const int64_t rows = std::min(kTileRows, M - r0), cols = std::min(kTileCols, N - c0);
-      gemm_serial(trans_a, trans_b, rows, cols, K, alpha, at(A, trans_a, lda, r0, 0), lda, at(B, trans_b, ldb, 0, c0),
-                  ldb, beta, C + r0 * ldc + c0, ldc);
-    }
+  parallel_for(0, n_tiles, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) run_tile(t);
   });
 }
+
+bool gemm_runs_in_parallel() { return blas_is_thread_safe(); }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
                           float, float*, int64_t);

@@ -1,4 +1,4 @@
-// GEMM: C = alpha * op(A) * op(B) + beta * C on row-major matrices, through the serial OpenBLAS.
+// GEMM: C = alpha * op(A) * op(B) + beta * C on row-major matrices, through OpenBLAS set to one thread.
 //
 // op(X) is X or Xᵀ: a transposed view is passed to BLAS as a transpose flag with its leading dimension,
 // never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
@@ -20,5 +20,9 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// False when the loaded OpenBLAS cannot be called from several threads at once (then GEMMs run their
+// tiles on one thread). The batched matmul asks before parallelising over matrices.
+bool gemm_runs_in_parallel();
 
 }  // namespace hydra::kernels

@@ -89,11 +89,15 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     // Many small products: one task per group of matrices, each a serial GEMM (no nested threading).
     const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
     const int64_t grain = std::max<int64_t>(1, static_cast<int64_t>(1e6 / std::max(flops, 1.0)));
-    parallel_for(0, n_batch, grain, [&](int64_t lo, int64_t hi) {
+    auto run = [&](int64_t lo, int64_t hi) {
       for (int64_t i = lo; i < hi; ++i)
         gemm_serial<T>(oa.trans, ob.trans, M, N, K, T(1), pa + batch_offset(a, i), oa.ld, pb + batch_offset(b, i),
                        ob.ld, T(0), pc + i * M * N, std::max<int64_t>(N, 1));
-    });
+    };
+    if (gemm_runs_in_parallel())
+      parallel_for(0, n_batch, grain, run);
+    else
+      run(0, n_batch);
   });
   return c;
 }

@@ -40,8 +40,7 @@ void set_num_threads(int n) {
   g_control = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
                                                     static_cast<size_t>(n));
   g_threads = n;
-  // The serial OpenBLAS ignores this; should a threaded build ever be loaded, keep it single-threaded
-  // so it cannot fight TBB (its threads would otherwise spin against our workers).
+  // BLAS stays on one thread whatever n is: parallel GEMMs are TBB tasks (tensor/gemm.cpp).
   openblas_set_num_threads(1);
 }
 
@@ -55,7 +54,8 @@ std::string blas_description() {
   const char* kinds[] = {"serial", "pthreads", "openmp"};
   int p = openblas_get_parallel();
   std::string kind = (p >= 0 && p <= 2) ? kinds[p] : "unknown";
-  return std::string("OpenBLAS (") + kind + ") " + openblas_get_config() + ", core " + openblas_get_corename();
+  return std::string("OpenBLAS (") + kind + " build, 1 thread per call) " + openblas_get_config() + ", core " +
+         openblas_get_corename();
 }
 
 }  // namespace hydra

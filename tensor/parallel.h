@@ -1,10 +1,12 @@
 // Who runs what on which core.
 //
-// Policy (measured; see bench/README.md): oneTBB owns every worker thread. OpenBLAS is the *serial*
-// build (libopenblas0-serial, pinned by the linker's RUNPATH), so a GEMM never starts threads of its
-// own; large GEMMs are split into tiles by tensor/gemm.cpp and the tiles run as TBB tasks. One pool, no
-// oversubscription, and a GEMM's tiling depends only on its shape, so results do not depend on the
-// thread count.
+// Policy (measured on this machine kind; figures in bench/README.md): oneTBB owns every worker
+// thread. OpenBLAS (the pthreads build, pinned by the linker's RUNPATH) is set to one thread, so a GEMM
+// never starts threads of its own; large GEMMs are cut into tiles by tensor/gemm.cpp and the tiles run
+// as TBB tasks, each a single-threaded BLAS call. One pool, no oversubscription, no OpenMP threads
+// spinning against TBB between regions, and a GEMM's tiling depends only on its shape, so results do
+// not depend on the thread count. (Debian's serial OpenBLAS would be the obvious choice but is built
+// without locks: concurrent calls from TBB tasks returned wrong results.)
 //
 // parallel_for hands out index ranges; kernels must make each element's result independent of how
 // the range is split (no shared accumulators), which is what keeps results bit-identical for any
