@@ -1,0 +1,26 @@
+// `hydra version`: what this binary is and which libraries it runs on.
+//
+//   hydra 0.1.0
+//   blas: OpenBLAS (serial) ...
+//   threads: 2 (oneTBB 2021.8)
+#include <iostream>
+
+#include <tbb/version.h>
+
+#include "cli/command.h"
+#include "tensor/parallel.h"
+
+namespace hydra::cli {
+
+Command add_version_command(CLI::App& hydra) {
+  CLI::App* app = hydra.add_subcommand("version", "Print Hydra's version and the BLAS/threading it uses");
+  return {app, [] {
+            std::cout << "hydra " << kVersion << "\n"
+                      << "blas: " << blas_description() << "\n"
+                      << "threads: " << num_threads() << " (oneTBB " << TBB_VERSION_MAJOR << "."
+                      << TBB_VERSION_MINOR << ")\n";
+            return 0;
+          }};
+}
+
+}  // namespace hydra::cli

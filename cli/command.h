@@ -1,0 +1,55 @@
+// How the `hydra` command line is put together.
+//
+// cli/main.cpp owns the top-level app, the global options (--threads) and the error policy; each
+// subcommand lives in its own file cli/cmd_<name>.cpp and exposes one function
+//
+//   Command add_<name>_command(CLI::App& hydra);
+//
+// that declares the subcommand and its options on `hydra` and returns a Command whose `run` main.cpp
+// calls after parsing. To add a subcommand: write cli/cmd_<name>.cpp, declare its add_ function below,
+// and list it in main.cpp's `commands`. (CMake globs cli/*.cpp; nothing else to touch.)
+//
+// Error policy (main.cpp): a command reports a user error by throwing hydra::Error (exit 2 with
+// "hydra: error: <message>"); `run` returns 0 on success, 1 when the command ran but its check failed.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace hydra::cli {
+
+// Hydra's version, printed by `hydra version` and `hydra --version`.
+inline constexpr const char* kVersion = "0.1.0";
+
+struct Command {
+  CLI::App* app = nullptr;   // the subcommand; app->parsed() says whether the user chose it
+  std::function<int()> run;  // runs it (after --threads took effect); returns the exit code
+};
+
+// A validator for integer options: a whole number in [lo, hi], with a message that says so
+// ("expected a whole number from 1 to 4096, got 'abc'"); CLI::Range alone calls "abc" "not in range".
+inline CLI::Validator integer_in_range(long long lo, long long hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& value) -> std::string {
+        size_t used = 0;
+        long long n = 0;
+        try {
+          n = std::stoll(value, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != value.size() || n < lo || n > hi)
+          return "expected a whole number from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                 ", got '" + value + "'";
+        return "";
+      },
+      "");  // the option's help text states the range
+}
+
+Command add_selfcheck_command(CLI::App& hydra);
+Command add_version_command(CLI::App& hydra);
+
+}  // namespace hydra::cli
