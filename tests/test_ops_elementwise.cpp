@@ -136,4 +136,9 @@ TEST_CASE("elementwise errors name the op and both shapes") {
       {"int requires grad", [&] { Tensor t = zeros({2}, DType::Int64); t.set_requires_grad(); }, {"int64"}},
   };
   for (const ErrorCase& c : cases) check_error_case(c);
+  // Every unary op refuses integer input, naming itself and the dtype.
+  for (const Unary& u : kUnary) {
+    std::string name = std::string(u.name).substr(0, std::string(u.name).find(' '));
+    check_error_case({std::string(u.name) + " on int64", [&] { u.op(idx); }, {name, "int64"}});
+  }
 }
