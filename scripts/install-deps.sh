@@ -9,8 +9,9 @@ set -euo pipefail
 # Why each package (CMakeLists.txt names the same package when a find_package fails):
 PACKAGES=(
   g++ cmake make pkg-config   # the toolchain
-  libopenblas-dev             # cblas.h
-  libopenblas0-serial         # the serial OpenBLAS we link: TBB owns the threads (tensor/parallel.h)
+  libopenblas-dev             # OpenBLAS development files
+  libopenblas-pthread-dev     # ...whose cblas.h CMake looks for (libopenblas-dev may pick another variant)
+  libopenblas0-pthread        # the OpenBLAS we link, run at one thread: TBB owns the threads (tensor/parallel.h)
   libtbb-dev                  # oneTBB: every parallel loop
   libeigen3-dev               # Eigen
   doctest-dev                 # the unit tests

@@ -2,8 +2,8 @@
 //
 // op(X) is X or Xᵀ: a transposed view is passed to BLAS as a transpose flag with its leading dimension,
 // never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
-// why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N and K, so the same product
-// gives bit-identical results for any thread count.
+// why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N, K and the machine's core count
+// (not the thread limit), so the same product gives bit-identical results for any thread count.
 #pragma once
 
 #include <cstdint>

@@ -1,8 +1,7 @@
 #include "tensor/tensor.h"
 
-#include <cstdlib>
-#include <new>
 
+#include "tensor/allocator.h"
 #include "tensor/dispatch.h"
 #include "tensor/strided.h"
 
@@ -10,14 +9,10 @@ namespace hydra {
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   auto s = std::make_shared<Storage>();
-  // Round up so aligned_alloc's size rule holds; allocate at least one line so data is never null.
-  size_t rounded = ((nbytes + 63) / 64) * 64;
-  if (rounded == 0) rounded = 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (p == nullptr) throw std::bad_alloc();
+  void* p = allocate_bytes(nbytes);  // tensor/allocator.h: large blocks are reused, not re-faulted
   s->data = p;
   s->nbytes = nbytes;
-  s->owner = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  s->owner = std::shared_ptr<void>(p, [nbytes](void* q) { free_bytes(q, nbytes); });
   return s;
 }
 

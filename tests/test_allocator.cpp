@@ -1,0 +1,55 @@
+// The caching allocator: large blocks are reused by size class, small ones are not cached, the cache
+// respects its limit, and release gives everything back.
+#include <doctest/doctest.h>
+
+#include "tensor/allocator.h"
+#include "tensor/tensor.h"
+
+using namespace hydra;
+
+TEST_CASE("a freed large block is handed out again for the same size") {
+  release_cached_memory();
+  void* first = nullptr;
+  {
+    Tensor t = empty({1 << 20});  // 4 MiB
+    first = t.raw_data();
+  }
+  AllocatorStats before = allocator_stats();
+  CHECK(before.cached_bytes >= (size_t{4} << 20));
+  Tensor again = empty({1 << 20});
+  CHECK(again.raw_data() == first);
+  AllocatorStats after = allocator_stats();
+  CHECK(after.cache_hits == before.cache_hits + 1);
+  CHECK(after.cached_bytes == before.cached_bytes - (size_t{4} << 20));
+  // A slightly smaller request falls in the same size class and reuses the block too.
+  void* p = again.raw_data();
+  again = Tensor();
+  Tensor smaller = empty({(1 << 20) - 1000});
+  CHECK(smaller.raw_data() == p);
+}
+
+TEST_CASE("small blocks bypass the cache; the limit and release are honoured") {
+  release_cached_memory();
+  size_t cached = allocator_stats().cached_bytes;
+  { Tensor t = empty({100}); }
+  CHECK(allocator_stats().cached_bytes == cached);
+
+  set_cache_limit_bytes(size_t{8} << 20);
+  {
+    std::vector<Tensor> ts;
+    for (int i = 0; i < 6; ++i) ts.push_back(empty({1 << 20}));  // 6 × 4 MiB freed at once
+  }
+  CHECK(allocator_stats().cached_bytes <= (size_t{8} << 20));
+  release_cached_memory();
+  CHECK(allocator_stats().cached_bytes == 0);
+  set_cache_limit_bytes(size_t{4} << 30);
+}
+
+TEST_CASE("in-use accounting returns to its starting point") {
+  size_t in_use = allocator_stats().in_use_bytes;
+  {
+    Tensor a = empty({3 << 20}), b = zeros({5, 70000}, DType::Float64);
+    CHECK(allocator_stats().in_use_bytes > in_use);
+  }
+  CHECK(allocator_stats().in_use_bytes == in_use);
+}
