@@ -65,7 +65,7 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
     // Numeric Jacobian, one column per input element, perturbing x's storage in place.
     std::vector<int64_t> offsets;
     for_each_offset(x.shape(), x.strides(), x.offset(), [&](int64_t off) { offsets.push_back(off); });
-    double* base = static_cast<double*>(x.impl()->storage->data);
+    double* base = x.storage_data<double>();
     NoGradGuard no_grad;
     for (int64_t e = 0; e < n_in; ++e) {
       double& v = base[offsets[e]];

@@ -221,7 +221,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_any) {
     const int64_t inner = m.index.inner, rows = m.index.outer * m.index.size;
     dispatch_all(x.dtype(), "gather", [&](auto tag) {
       using T = decltype(tag);
-      const T* px = static_cast<const T*>(x.impl()->storage->data);
+      const T* px = x.storage_data<T>();
       T* po = out.data<T>();
       // out and index are dense (outer, m, inner); output row r = (o, j).
       parallel_for(0, rows, rows_per_task(inner), [&](int64_t lo, int64_t hi) {
@@ -251,7 +251,7 @@ void scatter_add_into(const Tensor& dst, int64_t dim, const Tensor& index_any, c
     const int64_t size = m.index.size, inner = m.index.inner;
     dispatch_float(dst.dtype(), "scatter_add", [&](auto tag) {
       using T = decltype(tag);
-      T* pd = static_cast<T*>(dst.impl()->storage->data);
+      T* pd = dst.storage_data<T>();
       const T* ps = src.data<T>();
       // NOTE: positions (o, c) own disjoint elements of dst (see GatherMap); only the rows j along dim
       // can collide, and each task walks them in order, so sums do not depend on the thread count.

@@ -69,8 +69,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
   dispatch_float(a.dtype(), "matmul", [&](auto tag) {
     using T = decltype(tag);
-    const T* pa = static_cast<const T*>(a.impl()->storage->data);
-    const T* pb = static_cast<const T*>(b.impl()->storage->data);
+    const T* pa = a.storage_data<T>();
+    const T* pb = b.storage_data<T>();
     T* pc = c.data<T>();
     // Offset of matrix `i` of a batched operand, from its batch strides.
     auto batch_offset = [&](const Tensor& t, int64_t i) {

@@ -44,9 +44,10 @@ std::string to_string(const Tensor& t, int64_t edge_items) {
   os << "tensor(shape=" << shape_str(t.shape()) << ", dtype=" << dtype_name(t.dtype());
   if (t.requires_grad()) os << ", requires_grad";
   os << ")\n";
+  if (t.is_meta()) return os.str() + "(meta: shape only, no data)";
   dispatch_all(t.dtype(), "print", [&](auto tag) {
     using T = decltype(tag);
-    const T* base = static_cast<const T*>(t.impl()->storage->data);
+    const T* base = t.storage_data<T>();
     if (t.dim() == 0)
       os << base[t.offset()];
     else

@@ -33,8 +33,12 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+bool Tensor::is_meta() const { return checked().storage->is_meta; }
+
 void* Tensor::raw_data() const {
   const auto& im = checked();
+  HYDRA_CHECK(!im.storage->is_meta, "a meta tensor of shape ", shape_str(im.shape),
+              " has no data (it was built with init_device \"meta\"; materialize it first)");
   return static_cast<char*>(im.storage->data) + im.offset * static_cast<int64_t>(dtype_size(im.dtype));
 }
 
@@ -57,7 +61,7 @@ std::vector<T> Tensor::to_vector() const {
   out.reserve(static_cast<size_t>(numel()));
   dispatch_all(dtype(), "to_vector", [&](auto tag) {
     using S = decltype(tag);
-    const S* base = static_cast<const S*>(impl_->storage->data);
+    const S* base = storage_data<S>();
     for_each_offset(shape(), strides(), offset(), [&](int64_t off) { out.push_back(static_cast<T>(base[off])); });
   });
   return out;
@@ -71,6 +75,18 @@ HYDRA_INSTANTIATE(double)
 HYDRA_INSTANTIATE(int32_t)
 HYDRA_INSTANTIATE(int64_t)
 #undef HYDRA_INSTANTIATE
+
+Tensor meta(const Shape& shape, DType dtype) {
+  auto st = std::make_shared<Storage>();
+  st->is_meta = true;
+  st->nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  auto im = std::make_shared<TensorImpl>();
+  im->storage = st;
+  im->shape = shape;
+  im->strides = contiguous_strides(shape);
+  im->dtype = dtype;
+  return Tensor(im);
+}
 
 Tensor make_view(const Tensor& base, const Shape& shape, const Strides& strides, int64_t offset) {
   HYDRA_ASSERT(shape.size() == strides.size());

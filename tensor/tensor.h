@@ -32,6 +32,7 @@ struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   std::shared_ptr<void> owner;
+  bool is_meta = false;  // no memory behind it (see Tensor::is_meta)
 
   // 64-byte aligned, uninitialised memory.
   static std::shared_ptr<Storage> allocate(size_t nbytes);
@@ -70,6 +71,9 @@ class Tensor {
   int64_t numel() const;
   DType dtype() const { return checked().dtype; }
   bool is_contiguous() const;       // dense row-major (size-1 dims may have any stride)
+  // A meta tensor has a shape and dtype but no memory (a model built on the "meta" device, to count
+  // and inspect parameters without allocating them). Reading its data is an error.
+  bool is_meta() const;
 
   // ---- data access ----
   // Pointer to element (0, 0, ..., 0). The dtype must match T.
@@ -80,6 +84,12 @@ class Tensor {
     return static_cast<T*>(raw_data());
   }
   void* raw_data() const;
+  // Pointer to the start of the storage (element offset 0, not this view's first element), for kernels
+  // that walk a strided view with offset() and strides(). Same dtype and meta checks as data<T>().
+  template <class T>
+  T* storage_data() const {
+    return data<T>() - offset();
+  }
   // The single value of a one-element tensor, converted to T.
   template <class T>
   T item() const;
@@ -126,6 +136,8 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape);
 // Wraps memory without copying (e.g. a memory-mapped weight file). `keep_alive` is held by the storage so
 // the memory outlives every view of it; pass nullptr when the caller guarantees the lifetime.
 Tensor from_blob(void* data, const Shape& shape, DType dtype, std::shared_ptr<void> keep_alive = nullptr);
+// Shape and dtype only, no memory: see Tensor::is_meta.
+Tensor meta(const Shape& shape, DType dtype = DType::Float32);
 // A new tensor sharing `base`'s storage with the given layout (bounds are checked). No autograd.
 Tensor make_view(const Tensor& base, const Shape& shape, const Strides& strides, int64_t offset);
 
