@@ -1,0 +1,121 @@
+#include "nn/module.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fnmatch.h>
+#include <sstream>
+
+#include "autograd/grad_mode.h"
+#include "tensor/copy.h"
+
+namespace hydra::nn {
+
+void Module::register_parameter(const std::string& name, Tensor& param, const Shape& shape) {
+  for (const auto& p : params_) HYDRA_ASSERT(p.first != name, "parameter '", name, "' registered twice");
+  param = meta(shape, DType::Float32);
+  params_.push_back({name, &param});
+}
+
+void Module::register_module(const std::string& name, Module& child) {
+  for (const auto& c : children_) HYDRA_ASSERT(c.first != name, "module '", name, "' registered twice");
+  children_.push_back({name, &child});
+}
+
+std::vector<std::pair<std::string, Tensor*>> Module::named_parameters() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  // Explicit stack of (module, prefix), children pushed in reverse so they pop in registration order.
+  std::vector<std::pair<Module*, std::string>> stack{{this, ""}};
+  while (!stack.empty()) {
+    auto [m, prefix] = stack.back();
+    stack.pop_back();
+    for (auto& [name, t] : m->params_) out.push_back({prefix + name, t});
+    for (auto it = m->children_.rbegin(); it != m->children_.rend(); ++it)
+      stack.push_back({it->second, prefix + it->first + "."});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, const Tensor*>> Module::named_parameters() const {
+  std::vector<std::pair<std::string, const Tensor*>> out;
+  for (auto& [name, t] : const_cast<Module*>(this)->named_parameters()) out.push_back({name, t});
+  return out;
+}
+
+StateDict Module::state_dict() const {
+  StateDict out;
+  for (auto& [name, t] : named_parameters()) out[name] = *t;
+  return out;
+}
+
+void Module::load_state_dict(const StateDict& state) {
+  auto params = named_parameters();
+  std::vector<std::string> missing, unexpected, wrong_shape;
+  std::map<std::string, Tensor*> by_name;
+  for (auto& [name, t] : params) by_name[name] = t;
+  for (auto& [name, t] : params) {
+    auto it = state.find(name);
+    if (it == state.end())
+      missing.push_back(name);
+    else if (it->second.shape() != t->shape())
+      wrong_shape.push_back(name + " (expected " + shape_str(t->shape()) + ", got " + shape_str(it->second.shape()) + ")");
+  }
+  for (auto& [name, t] : state)
+    if (!by_name.count(name)) unexpected.push_back(name);
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty()) {
+    std::ostringstream os;
+    os << "load_state_dict: the state does not match the model";
+    auto list = [&](const char* what, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      os << "; " << names.size() << " " << what << ": ";
+      for (size_t i = 0; i < names.size() && i < 10; ++i) os << (i ? ", " : "") << names[i];
+      if (names.size() > 10) os << ", ...";
+    };
+    list("missing", missing);
+    list("unexpected", unexpected);
+    list("with the wrong shape", wrong_shape);
+    throw Error(os.str());
+  }
+  NoGradGuard no_grad;
+  for (auto& [name, t] : params) kernels::copy_into(*t, state.at(name));
+}
+
+int64_t Module::num_params() const {
+  int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t->numel();
+  return n;
+}
+
+bool glob_match(const std::string& pattern, const std::string& name) {
+  return fnmatch(pattern.c_str(), name.c_str(), 0) == 0;  // no FNM_PATHNAME: '*' crosses dots
+}
+
+int64_t Module::set_trainable(const std::string& pattern, bool trainable) {
+  int64_t matched = 0;
+  for (auto& [name, t] : named_parameters()) {
+    if (!glob_match(pattern, name)) continue;
+    t->set_requires_grad(trainable);
+    ++matched;
+  }
+  HYDRA_CHECK(matched > 0, "set_trainable: pattern '", pattern, "' matches no parameter (names look like '",
+              named_parameters().empty() ? std::string("?") : named_parameters().front().first, "')");
+  return matched;
+}
+
+std::shared_ptr<Storage> materialize_parameters(Module& root) {
+  auto params = root.named_parameters();
+  // 16 floats = 64 bytes: every parameter starts on a cache line.
+  auto aligned = [](int64_t n) { return (n + 15) / 16 * 16; };
+  int64_t total = 0;
+  for (auto& [name, t] : params) total += aligned(t->numel());
+  Tensor slab = zeros({total}, DType::Float32);
+  int64_t offset = 0;
+  for (auto& [name, t] : params) {
+    const bool requires_grad = t->requires_grad();
+    *t = make_view(slab, t->shape(), contiguous_strides(t->shape()), offset);
+    t->set_requires_grad(requires_grad);
+    offset += aligned(t->numel());
+  }
+  return slab.impl()->storage;
+}
+
+}  // namespace hydra::nn

@@ -1,0 +1,82 @@
+// Module: a named tree of parameters, with OLMo-core's dotted names.
+//
+// A layer is a class deriving from Module that owns its parameters (Tensor members) and its children
+// (Module members, or std::unique_ptr<Module> for lists such as blocks) and registers each once in its
+// constructor:
+//
+//   class FeedForward : public Module {
+//    public:
+//     FeedForward(int64_t d_model, int64_t hidden) : w1(d_model, hidden), w2(hidden, d_model), w3(d_model, hidden) {
+//       register_module("w1", w1);
+//       register_module("w2", w2);
+//       register_module("w3", w3);
+//     }
+//     Linear w1, w2, w3;
+//   };
+//
+// Parameters start as meta tensors (shapes only). materialize_parameters() then gives the whole tree
+// one slab of memory and points every parameter into it (STYLE.md rule 6); a model built on the "meta"
+// device simply skips that step, so it can be counted and inspected at any size.
+//
+// Modules are neither copyable nor movable: the registry holds pointers to members.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace hydra::nn {
+
+// name -> tensor, sorted by name: the flat form of a model's weights (what a checkpoint stores).
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  Module() = default;
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // Every parameter of this module and its children, depth-first in registration order, named
+  // "child.grandchild.param" (e.g. "blocks.3.attention.w_q.weight"). The pointers stay valid for the
+  // module's lifetime; writing through them rebinds the parameter (materialize_parameters does).
+  std::vector<std::pair<std::string, Tensor*>> named_parameters();
+  std::vector<std::pair<std::string, const Tensor*>> named_parameters() const;
+
+  // The parameters as a StateDict (sharing memory with the module: no copy).
+  StateDict state_dict() const;
+  // Copies values from `state` into the parameters. Strict: a missing name, an unexpected name or a
+  // wrong shape is an error that lists them (all of them, not just the first).
+  void load_state_dict(const StateDict& state);
+
+  // Total number of parameter elements (works on meta modules).
+  int64_t num_params() const;
+
+  // Sets requires_grad on every parameter whose full name matches `pattern` (shell glob: `*` matches
+  // any run of characters including dots, `?` one character; e.g. "trunk.*", "heads.1.*"). Returns how
+  // many matched; matching none is an error (a typo must not silently freeze nothing).
+  int64_t set_trainable(const std::string& pattern, bool trainable);
+
+ protected:
+  // Declares a parameter of this module: `param` becomes a meta tensor of `shape` until materialized.
+  void register_parameter(const std::string& name, Tensor& param, const Shape& shape);
+  // Declares a child module; its parameters appear under "name.".
+  void register_module(const std::string& name, Module& child);
+
+ private:
+  std::vector<std::pair<std::string, Tensor*>> params_;
+  std::vector<std::pair<std::string, Module*>> children_;
+};
+
+// Allocates one float32 slab for every parameter of `root` and rebinds each parameter to its view of
+// it, zero-filled. Returns the slab's storage (the parameters keep it alive too). Parameters are laid
+// out in named_parameters() order, each 64-byte aligned.
+std::shared_ptr<Storage> materialize_parameters(Module& root);
+
+// Shell-style glob match used by set_trainable.
+bool glob_match(const std::string& pattern, const std::string& name);
+
+}  // namespace hydra::nn
