@@ -1,0 +1,162 @@
+#include "hydra/config.h"
+
+#include "tensor/error.h"
+
+namespace hydra {
+
+void HydraTransformerConfig::validate() const {
+  base_config.validate();
+  HYDRA_CHECK(n_heads >= 1, "HydraTransformerConfig.n_heads = ", n_heads, ": must be >= 1");
+  HYDRA_CHECK(trunk_layers >= 0, "HydraTransformerConfig.trunk_layers = ", trunk_layers, ": must be >= 0");
+  HYDRA_CHECK(head_layers >= 1, "HydraTransformerConfig.head_layers = ", head_layers, ": must be >= 1");
+  HYDRA_CHECK(trunk_layers + head_layers == base_config.n_layers, "HydraTransformerConfig: trunk_layers (",
+              trunk_layers, ") + head_layers (", head_layers, ") must equal base_config.n_layers (",
+              base_config.n_layers, ")");
+}
+
+int64_t HydraTransformerConfig::block_params() const {
+  const auto& c = base_config;
+  const int64_t q = c.n_heads * c.head_dim, kv = c.n_kv_heads * c.head_dim;
+  int64_t attention = c.d_model * q + 2 * c.d_model * kv + q * c.d_model;  // w_q, w_k, w_v, w_out
+  if (c.qk_norm) attention += q + kv;                                     // q_norm, k_norm
+  const int64_t feed_forward = 3 * c.d_model * c.hidden_size;              // w1, w2, w3
+  return attention + feed_forward + 2 * c.d_model;                        // + attention_norm, feed_forward_norm
+}
+
+int64_t HydraTransformerConfig::embedding_params() const { return base_config.vocab_size * base_config.d_model; }
+int64_t HydraTransformerConfig::trunk_params() const { return embedding_params() + trunk_layers * block_params(); }
+int64_t HydraTransformerConfig::head_params() const { return head_layers * block_params(); }
+int64_t HydraTransformerConfig::lm_head_params() const {
+  return base_config.d_model + base_config.vocab_size * base_config.d_model;
+}
+int64_t HydraTransformerConfig::num_params() const {
+  return trunk_params() + n_heads * head_params() + lm_head_params();
+}
+
+namespace {
+
+// OLMo-2 defaults shared by every preset: MHA, head_dim = d / heads, RoPE θ 500000, eps 1e-6, QK-norm.
+nn::TransformerConfig olmo2_like(int64_t vocab, int64_t d_model, int64_t n_layers, int64_t n_heads, int64_t ffn) {
+  nn::TransformerConfig c;
+  c.vocab_size = vocab;
+  c.d_model = d_model;
+  c.n_layers = n_layers;
+  c.n_heads = n_heads;
+  c.n_kv_heads = n_heads;
+  c.head_dim = d_model / n_heads;
+  c.hidden_size = ffn;
+  return c;
+}
+
+HydraTransformerConfig split(nn::TransformerConfig base, int64_t n_heads, int64_t head_layers) {
+  HydraTransformerConfig h;
+  h.base_config = base;
+  h.n_heads = n_heads;
+  h.head_layers = head_layers;
+  h.trunk_layers = base.n_layers - head_layers;
+  h.validate();
+  return h;
+}
+
+}  // namespace
+
+HydraTransformerConfig HydraTransformerConfig::from_olmo2_1B(int64_t n_heads, int64_t heads_depth, int64_t vocab_size) {
+  return split(olmo2_like(vocab_size, 2048, 16, 16, 8192), n_heads, heads_depth);
+}
+
+HydraTransformerConfig HydraTransformerConfig::from_olmo2_7B(int64_t n_heads, int64_t heads_depth, int64_t vocab_size) {
+  return split(olmo2_like(vocab_size, 4096, 32, 32, 11008), n_heads, heads_depth);
+}
+
+std::vector<std::string> HydraTransformerConfig::preset_names() {
+  return {"tiny", "small", "gpt2", "olmo2-1b", "olmo2-7b"};
+}
+
+HydraTransformerConfig HydraTransformerConfig::preset(const std::string& name) {
+  // Small presets for tests, demos and benchmarks (issue 3); the OLMo-2 ones are the factories.
+  if (name == "tiny") return split(olmo2_like(4096, 256, 4, 4, 1024), 3, 2);
+  if (name == "small") return split(olmo2_like(16384, 512, 8, 8, 2048), 4, 2);
+  if (name == "gpt2") return split(olmo2_like(50304, 768, 12, 12, 2048), 2, 2);
+  if (name == "olmo2-1b") return from_olmo2_1B();
+  if (name == "olmo2-7b") return from_olmo2_7B();
+  std::string known;
+  for (const auto& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error("unknown preset '" + name + "' (known presets: " + known + ")");
+}
+
+nlohmann::json HydraTransformerConfig::to_json() const {
+  const auto& c = base_config;
+  return {{"format_version", kConfigFormatVersion},
+          {"n_heads", n_heads},
+          {"trunk_layers", trunk_layers},
+          {"head_layers", head_layers},
+          {"base_config",
+           {{"vocab_size", c.vocab_size},
+            {"d_model", c.d_model},
+            {"n_layers", c.n_layers},
+            {"n_heads", c.n_heads},
+            {"n_kv_heads", c.n_kv_heads},
+            {"head_dim", c.head_dim},
+            {"hidden_size", c.hidden_size},
+            {"rope_theta", c.rope_theta},
+            {"norm_eps", c.norm_eps},
+            {"qk_norm", c.qk_norm},
+            {"init_std", c.init_std}}}};
+}
+
+namespace {
+
+const nlohmann::json& field(const nlohmann::json& obj, const std::string& name, const std::string& where) {
+  HYDRA_CHECK(obj.is_object(), where, ": expected a JSON object");
+  auto it = obj.find(name);
+  HYDRA_CHECK(it != obj.end(), where, ": missing field '", name, "'");
+  return *it;
+}
+
+int64_t int_field(const nlohmann::json& obj, const std::string& name, const std::string& where) {
+  const auto& v = field(obj, name, where);
+  HYDRA_CHECK(v.is_number_integer(), where, ": field '", name, "' must be an integer, got ", v.dump());
+  return v.get<int64_t>();
+}
+
+double number_field(const nlohmann::json& obj, const std::string& name, const std::string& where) {
+  const auto& v = field(obj, name, where);
+  HYDRA_CHECK(v.is_number(), where, ": field '", name, "' must be a number, got ", v.dump());
+  return v.get<double>();
+}
+
+}  // namespace
+
+HydraTransformerConfig HydraTransformerConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  const int64_t version = int_field(j, "format_version", source);
+  HYDRA_CHECK(version == kConfigFormatVersion, source, ": format_version ", version,
+              " is not supported (this Hydra reads version ", kConfigFormatVersion, ")");
+  HydraTransformerConfig h;
+  h.n_heads = int_field(j, "n_heads", source);
+  h.trunk_layers = int_field(j, "trunk_layers", source);
+  h.head_layers = int_field(j, "head_layers", source);
+  const std::string where = source + " (base_config)";
+  const auto& b = field(j, "base_config", source);
+  auto& c = h.base_config;
+  c.vocab_size = int_field(b, "vocab_size", where);
+  c.d_model = int_field(b, "d_model", where);
+  c.n_layers = int_field(b, "n_layers", where);
+  c.n_heads = int_field(b, "n_heads", where);
+  c.n_kv_heads = int_field(b, "n_kv_heads", where);
+  c.head_dim = int_field(b, "head_dim", where);
+  c.hidden_size = int_field(b, "hidden_size", where);
+  c.rope_theta = number_field(b, "rope_theta", where);
+  c.norm_eps = number_field(b, "norm_eps", where);
+  const auto& qk = field(b, "qk_norm", where);
+  HYDRA_CHECK(qk.is_boolean(), where, ": field 'qk_norm' must be true or false, got ", qk.dump());
+  c.qk_norm = qk.get<bool>();
+  if (b.contains("init_std")) c.init_std = number_field(b, "init_std", where);
+  try {
+    h.validate();
+  } catch (const Error& e) {
+    throw Error(source + ": " + e.what());
+  }
+  return h;
+}
+
+}  // namespace hydra

@@ -1,0 +1,54 @@
+// HydraTransformerConfig: an OLMo-2 base config split into a shared trunk and N heads
+// (../shared/seed-api.md). Config -> validate() -> build().
+//
+//   trunk: embeddings + blocks 0 .. trunk_layers-1            (runs once per forward)
+//   heads: N copies of blocks trunk_layers .. n_layers-1       (each head its own weights)
+//   lm_head: final RMSNorm + output projection, shared by all heads
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nn/transformer_config.h"
+
+namespace hydra {
+
+struct HydraTransformerConfig {
+  nn::TransformerConfig base_config;
+  int64_t n_heads = 1;       // N: hydra heads (not attention heads: those are base_config.n_heads)
+  int64_t trunk_layers = 0;
+  int64_t head_layers = 1;
+
+  // trunk_layers + head_layers == base_config.n_layers, n_heads >= 1, trunk_layers >= 0,
+  // head_layers >= 1, and the base config's own rules. Throws hydra::Error naming the field.
+  void validate() const;
+
+  // Parameter counts, computed from the shapes alone (no model needed).
+  int64_t block_params() const;      // one transformer block
+  int64_t embedding_params() const;  // V * d
+  int64_t trunk_params() const;      // embeddings + trunk blocks
+  int64_t head_params() const;       // one head: head_layers blocks
+  int64_t lm_head_params() const;    // final norm d + output V * d
+  int64_t num_params() const;        // trunk + N heads + lm_head
+
+  // OLMo-2 1B / 7B (olmo2-spec.md §1.1) split as the contract says: trunk = n_layers - heads_depth.
+  static HydraTransformerConfig from_olmo2_1B(int64_t n_heads = 5, int64_t heads_depth = 3,
+                                              int64_t vocab_size = 100352);
+  static HydraTransformerConfig from_olmo2_7B(int64_t n_heads = 5, int64_t heads_depth = 3,
+                                              int64_t vocab_size = 100352);
+  // Named presets: "tiny", "small", "gpt2", "olmo2-1b", "olmo2-7b". Unknown names list the known ones.
+  static HydraTransformerConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+
+  // config.json: {"format_version": 1, "n_heads", "trunk_layers", "head_layers", "base_config": {...}}.
+  nlohmann::json to_json() const;
+  // `source` names the file in error messages ("model/config.json: field 'n_heads' ...").
+  static HydraTransformerConfig from_json(const nlohmann::json& j, const std::string& source);
+};
+
+constexpr int kConfigFormatVersion = 1;
+
+}  // namespace hydra
