@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "nn/transformer_config.h"
 
 namespace hydra {
+
+class HydraTransformer;
 
 struct HydraTransformerConfig {
   nn::TransformerConfig base_config;
@@ -25,6 +28,11 @@ struct HydraTransformerConfig {
   // trunk_layers + head_layers == base_config.n_layers, n_heads >= 1, trunk_layers >= 0,
   // head_layers >= 1, and the base config's own rules. Throws hydra::Error naming the field.
   void validate() const;
+
+  // Builds the model (hydra/hydra_transformer.h). init_device "cpu": parameters in one slab, initialised
+  // as OLMo-core does (trunc normal std 0.02 at ±3 std, norms 1) from `seed`, every head its own draw;
+  // "meta": the whole module tree with shapes only and no parameter memory.
+  std::unique_ptr<HydraTransformer> build(const std::string& init_device = "cpu", uint64_t seed = 0) const;
 
   // Parameter counts, computed from the shapes alone (no model needed).
   int64_t block_params() const;      // one transformer block
