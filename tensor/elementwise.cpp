@@ -5,6 +5,7 @@
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
+#include "tensor/vec_math.h"
 
 namespace hydra::kernels {
 
@@ -73,12 +74,14 @@ Tensor unary(Unary op, const Tensor& x) {
     using T = decltype(tag);
     switch (op) {
       case Unary::Neg: return map1<T>(x, [](T v) { return -v; });
-      case Unary::Exp: return map1<T>(x, [](T v) { return std::exp(v); });
+      // NOTE: vexp is std::exp for float64 and a vectorizable exp within 2 ulp for float32
+      // (tensor/vec_math.h): libm's float exp is a call per element that no loop can vectorize.
+      case Unary::Exp: return map1<T>(x, [](T v) { return vexp(v); });
       case Unary::Log: return map1<T>(x, [](T v) { return std::log(v); });
       case Unary::Sqrt: return map1<T>(x, [](T v) { return std::sqrt(v); });
       case Unary::Rsqrt: return map1<T>(x, [](T v) { return T(1) / std::sqrt(v); });
-      case Unary::Sigmoid: return map1<T>(x, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
-      case Unary::Silu: return map1<T>(x, [](T v) { return v / (T(1) + std::exp(-v)); });
+      case Unary::Sigmoid: return map1<T>(x, [](T v) { return T(1) / (T(1) + vexp(-v)); });
+      case Unary::Silu: return map1<T>(x, [](T v) { return v / (T(1) + vexp(-v)); });
     }
     throw InternalError("unknown unary op");
   });

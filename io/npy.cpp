@@ -1,0 +1,314 @@
+// NumPy .npy reader and writer (the format and the rules are in npy.h).
+#include "io/npy.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include "io/atomic_file.h"
+#include "tensor/copy.h"
+#include "tensor/error.h"
+
+static_assert(std::endian::native == std::endian::little, ".npy data is read and written as host memory");
+
+namespace hydra::io {
+
+namespace {
+
+constexpr char kMagic[] = "\x93NUMPY";  // 6 bytes (plus the terminating NUL, not part of the format)
+constexpr size_t kMagicSize = 6;
+constexpr size_t kAlign = 64;           // NumPy aligns the data to 64 bytes
+
+template <class... Args>
+[[noreturn]] void fail(const std::string& file, const Args&... args) {
+  throw Error(detail::concat_message("invalid .npy file ", file, ": ", args...));
+}
+
+const char* descr_of(DType dtype) {
+  switch (dtype) {
+    case DType::Float32: return "<f4";
+    case DType::Float64: return "<f8";
+    case DType::Int32: return "<i4";
+    case DType::Int64: return "<i8";
+  }
+  HYDRA_ASSERT(false, "unhandled dtype");
+  return "";
+}
+
+// The header is a Python dict literal with exactly the keys 'descr', 'fortran_order' and 'shape'.
+// This parses the subset NumPy writes: quoted strings, True/False, tuples of non-negative integers (an
+// 'L' suffix, as Python 2 wrote them, is accepted), spaces anywhere, optional trailing commas.
+class HeaderParser {
+ public:
+  HeaderParser(std::string_view text, const std::string& file) : text_(text), file_(file) {}
+
+  NpyHeader parse() {
+    NpyHeader h;
+    bool seen_descr = false, seen_fortran = false, seen_shape = false;
+    expect('{');
+    while (true) {
+      skip_spaces();
+      if (peek() == '}') break;
+      const std::string key = parse_string();
+      expect(':');
+      skip_spaces();
+      if (key == "descr") {
+        if (seen_descr) error("duplicate key 'descr'");
+        if (peek() == '[') error("structured dtypes are not supported (descr is a list)");
+        h.descr = parse_string();
+        seen_descr = true;
+      } else if (key == "fortran_order") {
+        if (seen_fortran) error("duplicate key 'fortran_order'");
+        h.fortran_order = parse_bool();
+        seen_fortran = true;
+      } else if (key == "shape") {
+        if (seen_shape) error("duplicate key 'shape'");
+        h.shape = parse_shape();
+        seen_shape = true;
+      } else {
+        error("unexpected key '" + key + "'");
+      }
+      skip_spaces();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      skip_spaces();
+      if (peek() != '}') error("expected ',' or '}'");
+    }
+    ++pos_;  // '}'
+    skip_spaces();
+    if (pos_ != text_.size()) error("unexpected text after the dict");
+    if (!seen_descr || !seen_fortran || !seen_shape)
+      fail(file_, "header lacks ", !seen_descr ? "'descr'" : !seen_fortran ? "'fortran_order'" : "'shape'",
+           " (it must have 'descr', 'fortran_order' and 'shape')");
+    return h;
+  }
+
+ private:
+  [[noreturn]] void error(const std::string& what) const {
+    // The header is quoted (the first 200 characters) so the reader can see what the writer did.
+    const std::string_view shown = text_.substr(0, 200);
+    fail(file_, "malformed header: ", what, " at character ", pos_, " of \"", shown,
+         shown.size() < text_.size() ? "...\"" : "\"");
+  }
+  char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
+  void skip_spaces() {
+    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' ||
+                                   text_[pos_] == '\r'))
+      ++pos_;
+  }
+  void expect(char c) {
+    skip_spaces();
+    if (peek() != c) error(std::string("expected '") + c + "'");
+    ++pos_;
+  }
+  std::string parse_string() {
+    skip_spaces();
+    const char quote = peek();
+    if (quote != '\'' && quote != '"') error("expected a quoted string");
+    const size_t start = ++pos_;
+    while (pos_ < text_.size() && text_[pos_] != quote) {
+      if (text_[pos_] == '\\') error("escapes in strings are not supported");
+      ++pos_;
+    }
+    if (pos_ == text_.size()) error("unterminated string");
+    return std::string(text_.substr(start, pos_++ - start));
+  }
+  bool parse_bool() {
+    for (const bool value : {true, false}) {
+      const std::string_view word = value ? "True" : "False";
+      if (text_.substr(pos_, word.size()) == word) {
+        pos_ += word.size();
+        return value;
+      }
+    }
+    error("expected True or False");
+  }
+  Shape parse_shape() {
+    expect('(');
+    Shape shape;
+    while (true) {
+      skip_spaces();
+      if (peek() == ')') break;
+      if (peek() == '-') error("negative dimension in shape");
+      if (peek() < '0' || peek() > '9') error("expected a dimension in shape");
+      int64_t dim = 0;
+      while (peek() >= '0' && peek() <= '9') {
+        if (__builtin_mul_overflow(dim, int64_t{10}, &dim) || __builtin_add_overflow(dim, peek() - '0', &dim))
+          error("shape dimension too large");
+        ++pos_;
+      }
+      if (peek() == 'L') ++pos_;
+      shape.push_back(dim);
+      skip_spaces();
+      if (peek() == ',') {
+        ++pos_;
+        continue;
+      }
+      if (peek() != ')') error("expected ',' or ')' in shape");
+    }
+    ++pos_;  // ')'
+    // NOTE: "(n)" is accepted as (n,), though in Python it is an int; NumPy never writes it.
+    return shape;
+  }
+
+  std::string_view text_;
+  const std::string& file_;
+  size_t pos_ = 0;
+};
+
+DType dtype_of_descr(const std::string& descr, const std::string& file) {
+  for (DType d : {DType::Float32, DType::Float64, DType::Int32, DType::Int64})
+    if (descr == descr_of(d)) return d;
+  if (!descr.empty() && descr[0] == '>')
+    fail(file, "big-endian dtype '", descr, "' is not supported; expected '<f4', '<f8', '<i4' or '<i8'");
+  fail(file, "unsupported dtype '", descr, "'; expected '<f4' (float32), '<f8' (float64), '<i4' (int32) or '<i8' "
+       "(int64)");
+}
+
+}  // namespace
+
+NpyHeader parse_npy_header(std::string_view prefix, uint64_t file_size, const std::string& file) {
+  HYDRA_ASSERT(prefix.size() <= file_size, "prefix longer than the file");
+  if (prefix.size() < kMagicSize || std::memcmp(prefix.data(), kMagic, kMagicSize) != 0)
+    fail(file, "not a NumPy .npy file (it does not start with \\x93NUMPY)");
+  if (prefix.size() < kMagicSize + 2) fail(file, "the file ends inside the version bytes");
+  const int major = static_cast<unsigned char>(prefix[6]);
+  const int minor = static_cast<unsigned char>(prefix[7]);
+  if (major < 1 || major > 3 || minor != 0)
+    fail(file, "unsupported format version ", major, ".", minor, "; expected 1.0, 2.0 or 3.0");
+  const size_t length_size = major == 1 ? 2 : 4;
+  if (prefix.size() < kMagicSize + 2 + length_size) fail(file, "the file ends inside the header length");
+  uint64_t header_size = 0;
+  if (length_size == 2) {
+    uint16_t n = 0;
+    std::memcpy(&n, prefix.data() + 8, 2);
+    header_size = n;
+  } else {
+    uint32_t n = 0;
+    std::memcpy(&n, prefix.data() + 8, 4);
+    header_size = n;
+  }
+  const uint64_t header_start = kMagicSize + 2 + length_size;
+  if (header_size > kNpyMaxHeaderSize)
+    fail(file, "header length ", header_size, " exceeds the limit of ", kNpyMaxHeaderSize, " bytes");
+  if (header_start + header_size > file_size)
+    fail(file, "header length ", header_size, " goes beyond the end of the file (", file_size, " bytes)");
+  if (prefix.size() < header_start + header_size)
+    fail(file, "only ", prefix.size(), " bytes given, the header needs ", header_start + header_size);
+
+  NpyHeader parsed = HeaderParser(prefix.substr(header_start, header_size), file).parse();
+  parsed.major_version = major;
+  parsed.data_start = header_start + header_size;
+  if (parsed.fortran_order)
+    fail(file, "Fortran-order arrays are not supported; save a C-order array (numpy.ascontiguousarray)");
+  parsed.dtype = dtype_of_descr(parsed.descr, file);
+
+  // Size with overflow checks (the header may claim anything); a zero dimension makes it 0 regardless.
+  uint64_t nbytes = dtype_size(parsed.dtype);
+  bool overflow = false;
+  for (int64_t d : parsed.shape)
+    overflow = overflow || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(d), &nbytes);
+  if (std::find(parsed.shape.begin(), parsed.shape.end(), 0) != parsed.shape.end()) {
+    overflow = false;
+    nbytes = 0;
+  }
+  const uint64_t have = file_size - parsed.data_start;
+  if (overflow || nbytes != have)
+    fail(file, "shape ", shape_str(parsed.shape), " of '", parsed.descr, "' needs ",
+         overflow ? std::string("more bytes than any file holds") : std::to_string(nbytes) + " bytes", " but ",
+         have, " follow the header");
+  return parsed;
+}
+
+Tensor load_npy(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  HYDRA_CHECK(fd >= 0, "cannot open .npy file ", path, ": ", std::strerror(errno));
+  // Closes fd however we leave.
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  HYDRA_CHECK(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode), "cannot read .npy file ", path, ": not a regular file");
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+
+  auto read_at = [&](void* dst, uint64_t n, uint64_t offset) {
+    char* p = static_cast<char*>(dst);
+    while (n > 0) {
+      const ssize_t got = ::pread(fd, p, n, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      HYDRA_CHECK(got >= 0, "cannot read .npy file ", path, ": ", std::strerror(errno));
+      HYDRA_CHECK(got > 0, "invalid .npy file ", path, ": unexpected end of file at byte ", offset);
+      p += got;
+      n -= static_cast<uint64_t>(got);
+      offset += static_cast<uint64_t>(got);
+    }
+  };
+  // The fixed part (magic, version, length) first, then as much header as it announces (within limits).
+  std::string prefix(std::min<uint64_t>(12, file_size), '\0');
+  read_at(prefix.data(), prefix.size(), 0);
+  if (prefix.size() >= 10 && std::memcmp(prefix.data(), kMagic, kMagicSize) == 0) {
+    uint64_t header_size = 0;
+    const size_t length_size = prefix[6] == 1 ? 2 : 4;
+    if (prefix.size() >= 8 + length_size) {
+      std::memcpy(&header_size, prefix.data() + 8, length_size);  // little-endian: low bytes first
+      const uint64_t end = 8 + length_size + header_size;
+      if (header_size <= kNpyMaxHeaderSize && end <= file_size) {
+        const size_t have = prefix.size();
+        prefix.resize(std::max<uint64_t>(end, have));
+        if (end > have) read_at(prefix.data() + have, end - have, have);
+      }
+    }
+  }
+  const NpyHeader h = parse_npy_header(prefix, file_size, path);
+  Tensor t = empty(h.shape, h.dtype);
+  const uint64_t nbytes = file_size - h.data_start;
+  if (nbytes > 0) read_at(t.raw_data(), nbytes, h.data_start);
+  return t;
+}
+
+std::string npy_header_dict(DType dtype, const Shape& shape) {
+  // Python's repr of a tuple: "()", "(5,)", "(2, 3)".
+  std::string tuple = "(";
+  for (size_t i = 0; i < shape.size(); ++i) tuple.append(i ? ", " : "").append(std::to_string(shape[i]));
+  tuple += shape.size() == 1 ? ",)" : ")";
+  return std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': " + tuple + ", }";
+}
+
+void save_npy(const std::string& path, const Tensor& tensor) {
+  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
+  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
+  const Tensor t = kernels::contiguous_raw(tensor);
+  // As NumPy's _wrap_header: dict, spaces, '\n', the whole header ending on a multiple of 64 bytes;
+  // version 1.0 while the length fits in 16 bits.
+  const std::string dict = npy_header_dict(t.dtype(), t.shape());
+  std::string header;
+  int version = 1;
+  for (version = 1; version <= 2; ++version) {
+    const size_t length_size = version == 1 ? 2 : 4;
+    const size_t pad = kAlign - (kMagicSize + 2 + length_size + dict.size() + 1) % kAlign;
+    header = dict + std::string(pad, ' ') + "\n";
+    if (version == 2 || header.size() <= std::numeric_limits<uint16_t>::max()) break;
+  }
+  std::string prefix(kMagic, kMagicSize);
+  prefix += static_cast<char>(version);
+  prefix += '\0';
+  const uint32_t n = static_cast<uint32_t>(header.size());
+  prefix.append(reinterpret_cast<const char*>(&n), version == 1 ? 2 : 4);  // little-endian
+
+  AtomicFile out(path);
+  out.write(prefix);
+  out.write(header);
+  if (t.numel() > 0) out.write(t.raw_data(), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  out.commit();
+}
+
+}  // namespace hydra::io

@@ -1,0 +1,71 @@
+// safetensors: read and write the tensor file format of HuggingFace checkpoints and Hydra model dirs.
+//
+// Layout of a file: an 8-byte little-endian N, then N bytes of UTF-8 JSON (the header), then the data.
+// The header maps each tensor name to {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}
+// (byte offsets into the data region) plus an optional "__metadata__": {string: string}.
+//
+// The reader validates what the reference implementation validates, before allocating anything: N within
+// the file and at most 100,000,000; the header valid JSON (an object, no duplicate names, nothing but
+// whitespace around it); a known dtype, a non-negative integer shape and two integer offsets per tensor;
+// shape x dtype size == end - begin without overflow; the offsets, sorted, tile the data region exactly
+// (no gap, no overlap, nothing past the end, no trailing bytes); string-only __metadata__. Every error is
+// a hydra::Error naming the file, the tensor when there is one, and what is wrong.
+//
+// The writer puts __metadata__ first and the names in sorted order in the header, lays the data out by
+// (element size descending, name) so every tensor starts aligned to its element size, pads the header
+// with spaces to a multiple of 8 bytes, and writes atomically (io/atomic_file.h).
+//
+// Loaded dtypes: F32, F64, I32, I64 (Hydra's own). Other valid dtypes (F16, BF16, U8, ...) parse, so a
+// header can be inspected, but loading them is an error for now. Not here yet (issue 4): memory-mapped
+// zero-copy loading, F16/BF16 conversion, sharded checkpoints (model.safetensors.index.json).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace hydra::io {
+
+// Largest header accepted (the reference implementation's limit).
+inline constexpr uint64_t kSafetensorsMaxHeaderSize = 100'000'000;
+
+struct SafetensorsTensorInfo {
+  std::string name;
+  std::string dtype;        // as written in the file: "F32", "BF16", ...
+  Shape shape;
+  uint64_t data_begin = 0;  // byte offsets into the data region (which starts at data_start)
+  uint64_t data_end = 0;
+};
+
+struct SafetensorsHeader {
+  uint64_t header_size = 0;  // N, the JSON length including its padding
+  uint64_t data_start = 0;   // 8 + N: file offset of the data region
+  std::vector<SafetensorsTensorInfo> tensors;  // in data order (sorted by data_begin)
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses and validates a header. `prefix` holds the first bytes of the file — at least 8 + N of them, or
+// the whole file if it is shorter — and `file_size` is the size of the whole file. `file` names it in
+// errors. No I/O: the readers, the tests and (later) the fuzzer all come through here.
+SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t file_size, const std::string& file);
+
+// Reads and validates the header of a file without loading any data.
+SafetensorsHeader read_safetensors_header(const std::string& path);
+
+// Loads every tensor (a dense copy each) and, when `metadata` is given, the __metadata__ map.
+std::map<std::string, Tensor> load_safetensors(const std::string& path,
+                                               std::map<std::string, std::string>* metadata = nullptr);
+
+// Writes the tensors (any layout; meta tensors are an error) and the metadata atomically.
+void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+// "F32" for Float32, ...; and the reverse for the four dtypes Hydra loads (false for any other string).
+const char* safetensors_dtype_name(DType dtype);
+bool safetensors_dtype_from_name(const std::string& name, DType* dtype);
+
+}  // namespace hydra::io

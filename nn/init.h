@@ -1,0 +1,21 @@
+// Parameter initialisation, OLMo-core's `InitMethod.normal` (../shared/olmo2-spec.md §1.7):
+// every matrix (embeddings, w_q/w_k/w_v/w_out, w1/w2/w3, lm_head.w_out) is trunc_normal(0, std, -3 std,
+// +3 std) with std 0.02, norm weights are ones, and nothing is depth-scaled.
+//
+// The functions write in place into materialized parameters (materialize_parameters, nn/module.h), under
+// NoGradGuard, so they work on parameters that require grad. Draw order matters for reproducibility:
+// OLMo-core draws embeddings, then per block w_q, w_k, w_v, w_out, w1, w3, w2, then lm_head.w_out.
+// NOTE: the values differ from PyTorch's for the same seed (tensor/random.h); fixtures load weights.
+#pragma once
+
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace hydra::nn {
+
+// t = trunc_normal(mean 0, std, a = -3 std, b = +3 std) drawn from gen (which advances by t.numel()).
+void init_normal_(Tensor& t, Generator& gen, double std);
+// t = 1 everywhere.
+void init_ones_(Tensor& t);
+
+}  // namespace hydra::nn

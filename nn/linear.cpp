@@ -1,0 +1,60 @@
+#include "nn/linear.h"
+
+#include "autograd/ops.h"
+
+namespace hydra::nn {
+
+namespace {
+
+void check_linear(const Tensor& x, const Tensor& weight) {
+  HYDRA_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ",
+              shape_str(x.shape()), " and weight ", shape_str(weight.shape()),
+              " do not match (the weight must be [out, in] with in = the input's last dim)");
+  HYDRA_CHECK(x.dtype() == weight.dtype(), "linear: input ", shape_str(x.shape()), " is ", dtype_name(x.dtype()),
+              " but weight ", shape_str(weight.shape()), " is ", dtype_name(weight.dtype()));
+}
+
+// N = the product of x's leading dims: the number of rows the GEMM sees.
+int64_t leading_rows(const Tensor& x) {
+  int64_t n = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) n *= x.size(d);
+  return n;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight) {
+  check_linear(x, weight);
+  const int64_t in = weight.size(1), out = weight.size(0);
+  // A 2-D x goes in as it is, so a transposed view reaches GEMM as a flag; other ranks flatten their
+  // leading dims (a view when x is dense).
+  Tensor rows = x.dim() == 2 ? x : reshape(x, {leading_rows(x), in});  // shape: (N, in)
+  // matmul's backward gives dx = dy (Wᵀ)ᵀ = dy W and d(Wᵀ) = xᵀ dy, which transpose's backward turns
+  // into dW = dyᵀ x: the sum over all N rows the contract asks for.
+  Tensor y = matmul(rows, transpose(weight, 0, 1));  // shape: (N, out)
+  if (x.dim() == 2) return y;
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  return view(y, out_shape);  // shape: (..., out)
+}
+
+Tensor linear_reference(const Tensor& x, const Tensor& weight) {
+  check_linear(x, weight);
+  const int64_t n = leading_rows(x), in = weight.size(1), out = weight.size(0);
+  Tensor xr = unsqueeze(reshape(x, {n, in}), 1);             // shape: (N, 1, in)
+  Tensor wr = unsqueeze(weight, 0);                          // shape: (1, out, in)
+  Tensor prod = mul(broadcast_to(xr, {n, out, in}), broadcast_to(wr, {n, out, in}));
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  return reshape(sum(prod, {2}), out_shape);                 // shape: (..., out)
+}
+
+Linear::Linear(int64_t in_features_, int64_t out_features_) : in_features(in_features_), out_features(out_features_) {
+  HYDRA_CHECK(in_features >= 1 && out_features >= 1, "Linear: in_features = ", in_features,
+              " and out_features = ", out_features, " must both be >= 1");
+  register_parameter("weight", weight, {out_features, in_features});
+}
+
+Tensor Linear::forward(const Tensor& x) const { return linear(x, weight); }
+
+}  // namespace hydra::nn

@@ -1,0 +1,426 @@
+// io/safetensors and io/atomic_file: round trips of every dtype and shape (0-d and 0-size included), the
+// bytes the writer lays out, files written by scripts/make_fixtures.py read back exactly (values checked
+// against tests/fixtures/known_values.json), and one byte-literal file per rejection rule, each asserting
+// its message.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "autograd/ops.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "tensor/copy.h"
+#include "support/op_harness.h"
+
+using namespace hydra;
+using namespace hydra::io;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh directory removed (with its content) at the end of the test.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static std::atomic<int> counter{0};
+    path = fs::temp_directory_path() /
+           ("hydra-test-io-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string u64_le(uint64_t n) {
+  std::string s(8, '\0');
+  std::memcpy(s.data(), &n, 8);
+  return s;
+}
+
+// A safetensors file from its header text and data bytes (no padding: the format does not require it).
+std::string st_bytes(const std::string& header, const std::string& data = "") {
+  return u64_le(header.size()) + header + data;
+}
+
+std::string fixture_dir() {
+  const char* root = std::getenv("HYDRA_SOURCE_DIR");
+  REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
+  return std::string(root) + "/tests/fixtures";
+}
+
+// Values 0, 1, 2, ... (times a non-integer step for floats) in the dtype, so every element differs.
+Tensor sample(const Shape& shape, DType dtype) {
+  const int64_t n = shape_numel(shape);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = is_floating(dtype) ? -1.5 + 0.37 * i : 3 * i - 7;
+  return kernels::cast_raw(from_vector(v, shape), dtype);
+}
+
+bool same_tensor(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  return a.to_vector<double>() == b.to_vector<double>();
+}
+
+void expect_error(const std::string& name, const std::function<void()>& call,
+                  const std::vector<std::string>& must_contain) {
+  test::check_error_case({name, call, must_contain});
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Round trips and layout
+// ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("save_safetensors then load_safetensors gives back every dtype and shape, with the metadata") {
+  TempDir dir;
+  std::map<std::string, Tensor> tensors;
+  const std::vector<Shape> shapes = {{}, {0}, {3, 0, 2}, {1}, {5}, {2, 3}, {2, 3, 4}};
+  for (DType dtype : {DType::Float32, DType::Float64, DType::Int32, DType::Int64})
+    for (size_t i = 0; i < shapes.size(); ++i)
+      tensors[std::string(dtype_name(dtype)) + ".s" + std::to_string(i)] = sample(shapes[i], dtype);
+  const std::map<std::string, std::string> meta = {{"format", "pt"}, {"config", "{\"a\": [1, 2]}"}, {"empty", ""}};
+  const std::string path = dir.file("all.safetensors");
+  save_safetensors(path, tensors, meta);
+
+  std::map<std::string, std::string> meta_back;
+  const auto back = load_safetensors(path, &meta_back);
+  CHECK(meta_back == meta);
+  REQUIRE(back.size() == tensors.size());
+  for (const auto& [name, t] : tensors) {
+    INFO(name);
+    REQUIRE(back.count(name) == 1);
+    CHECK(same_tensor(back.at(name), t));
+    CHECK(back.at(name).is_contiguous());
+  }
+  // No temp file is left behind.
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+}
+
+TEST_CASE("values survive bit-exactly, including signed zeros, extremes, infinities and NaN") {
+  TempDir dir;
+  const std::vector<double> specials = {0.0, -0.0, 1e-310, -1e308, 1.0 / 3.0, INFINITY, -INFINITY, NAN};
+  const std::vector<int64_t> ints = {INT64_MIN, -1, 0, 1, INT64_MAX};
+  std::map<std::string, Tensor> tensors = {
+      {"f64", from_vector(specials, {8})},
+      {"f32", kernels::cast_raw(from_vector(specials, {8}), DType::Float32)},
+      {"i64", from_vector(ints, {5})},
+      {"i32", from_vector(std::vector<int32_t>{INT32_MIN, -1, 0, INT32_MAX}, {4})},
+  };
+  save_safetensors(dir.file("x.safetensors"), tensors);
+  const auto back = load_safetensors(dir.file("x.safetensors"));
+  for (const auto& [name, t] : tensors) {
+    INFO(name);
+    const Tensor& b = back.at(name);
+    REQUIRE(b.shape() == t.shape());
+    const size_t nbytes = static_cast<size_t>(t.numel()) * dtype_size(t.dtype());
+    CHECK(std::memcmp(b.raw_data(), t.raw_data(), nbytes) == 0);
+  }
+}
+
+TEST_CASE("a non-contiguous tensor is written as its values in row-major order") {
+  TempDir dir;
+  const Tensor base = sample({3, 4}, DType::Float64);
+  const Tensor t = transpose(base, 0, 1);  // shape (4, 3), strided
+  REQUIRE_FALSE(t.is_contiguous());
+  save_safetensors(dir.file("t.safetensors"), {{"t", t}});
+  const Tensor back = load_safetensors(dir.file("t.safetensors")).at("t");
+  CHECK(back.shape() == Shape{4, 3});
+  CHECK(back.to_vector<double>() == t.to_vector<double>());
+}
+
+TEST_CASE("the writer's bytes: 8-byte aligned header, names sorted, data ordered by element size then name") {
+  TempDir dir;
+  const std::string path = dir.file("layout.safetensors");
+  save_safetensors(path,
+                   {{"b", sample({3}, DType::Float32)},
+                    {"a", sample({1}, DType::Int32)},
+                    {"c", sample({2}, DType::Float64)},
+                    {"d", sample({1}, DType::Int64)}},
+                   {{"k", "v"}});
+  const std::string bytes = read_bytes(path);
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  CHECK((8 + n) % 8 == 0);
+  const std::string header = bytes.substr(8, n);
+  CHECK(header.rfind("{\"__metadata__\":{\"k\":\"v\"},\"a\":", 0) == 0);
+  CHECK(header.find("\"b\":") < header.find("\"c\":"));
+  CHECK(header.find_last_not_of(' ') == header.find_last_of('}'));
+  // 8-byte tensors first (c, d), then the 4-byte ones (a, b): each starts aligned to its element size.
+  const SafetensorsHeader h = read_safetensors_header(path);
+  std::vector<std::string> order;
+  for (const auto& t : h.tensors) order.push_back(t.name);
+  CHECK(order == std::vector<std::string>{"c", "d", "a", "b"});
+  CHECK(h.tensors[0].data_begin == 0);
+  CHECK(h.tensors[1].data_begin == 16);
+  CHECK(h.tensors[2].data_begin == 24);
+  CHECK(h.tensors[3].data_begin == 28);
+  CHECK(h.data_start + 40 == bytes.size());
+  CHECK(h.metadata == std::map<std::string, std::string>{{"k", "v"}});
+}
+
+TEST_CASE("a file with no tensors and no metadata round-trips") {
+  TempDir dir;
+  save_safetensors(dir.file("empty.safetensors"), {});
+  const std::string bytes = read_bytes(dir.file("empty.safetensors"));
+  CHECK(bytes == u64_le(8) + "{}      ");
+  std::map<std::string, std::string> meta = {{"stale", "x"}};
+  CHECK(load_safetensors(dir.file("empty.safetensors"), &meta).empty());
+  CHECK(meta.empty());
+}
+
+TEST_CASE("saving over an existing file replaces it; a failed save leaves the old file untouched") {
+  TempDir dir;
+  const std::string path = dir.file("m.safetensors");
+  save_safetensors(path, {{"x", sample({2}, DType::Float32)}});
+  save_safetensors(path, {{"y", sample({3}, DType::Int64)}});
+  auto back = load_safetensors(path);
+  CHECK(back.size() == 1);
+  CHECK(back.count("y") == 1);
+
+  const std::string before = read_bytes(path);
+  expect_error("meta tensor", [&] { save_safetensors(path, {{"z", meta({2, 3})}}); }, {path, "'z'", "meta"});
+  expect_error("reserved name", [&] { save_safetensors(path, {{"__metadata__", sample({1}, DType::Float32)}}); },
+               {path, "__metadata__"});
+  expect_error("name not UTF-8", [&] { save_safetensors(path, {{"w\xff", sample({1}, DType::Float32)}}); },
+               {path, "not valid UTF-8"});
+  CHECK(read_bytes(path) == before);
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+
+  const std::string missing_dir = dir.file("no/such/dir/m.safetensors");
+  expect_error("missing directory", [&] { save_safetensors(missing_dir, {}); }, {missing_dir, "cannot"});
+}
+
+TEST_CASE("AtomicFile: nothing appears before commit; an abandoned file leaves no trace") {
+  TempDir dir;
+  const std::string path = dir.file("a.txt");
+  {
+    AtomicFile f(path);
+    f.write("hello");
+    CHECK_FALSE(fs::exists(path));
+    CHECK(fs::exists(f.temp_path()));
+    CHECK(fs::path(f.temp_path()).parent_path() == dir.path);
+    f.commit();
+  }
+  CHECK(read_bytes(path) == "hello");
+  std::string temp;
+  {
+    AtomicFile f(path);
+    f.write("partial");
+    temp = f.temp_path();
+  }  // not committed
+  CHECK(read_bytes(path) == "hello");
+  CHECK_FALSE(fs::exists(temp));
+  write_file_atomic(path, "bye");
+  CHECK(read_bytes(path) == "bye");
+  AtomicFile f(dir.file("b.txt"));
+  f.commit();
+  expect_error("write after commit", [&] { f.write("x"); }, {"b.txt", "committed"});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Files written by scripts/make_fixtures.py (PyTorch / NumPy)
+// ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("the PyTorch fixtures read back exactly the values Python printed (known_values.json)") {
+  const std::string dir = fixture_dir();
+  std::ifstream in(dir + "/known_values.json");
+  REQUIRE(in.good());
+  const nlohmann::json known = nlohmann::json::parse(in);
+  for (const auto& [file, expected] : known.items()) {
+    INFO(file);
+    std::map<std::string, std::string> meta;
+    const auto tensors = load_safetensors(dir + "/" + file, &meta);
+    CHECK(tensors.size() == expected.at("tensor_count").get<size_t>());
+    CHECK(meta.at("format") == "hydra-fixture");
+    for (const auto& [name, e] : expected.items()) {
+      if (name == "tensor_count") continue;
+      INFO(name);
+      REQUIRE(tensors.count(name) == 1);
+      const Tensor& t = tensors.at(name);
+      CHECK(std::string(safetensors_dtype_name(t.dtype())) == e.at("dtype").get<std::string>());
+      CHECK(t.shape() == e.at("shape").get<Shape>());
+      const std::vector<double> all = t.to_vector<double>();
+      const std::vector<double> values = e.at("values").get<std::vector<double>>();
+      std::vector<int64_t> index;
+      if (e.contains("flat_index")) {
+        index = e.at("flat_index").get<std::vector<int64_t>>();
+      } else {
+        for (size_t i = 0; i < values.size(); ++i) index.push_back(static_cast<int64_t>(i));
+      }
+      REQUIRE(index.size() == values.size());
+      for (size_t i = 0; i < index.size(); ++i) CHECK(all.at(static_cast<size_t>(index[i])) == values[i]);
+    }
+  }
+}
+
+TEST_CASE("every fixture loads, with its config in the metadata and every Hydra parameter by name") {
+  const std::string dir = fixture_dir();
+  for (const char* file : {"hydra_tiny.safetensors", "hydra_tiny_distinct.safetensors", "hydra_gqa.safetensors"}) {
+    INFO(file);
+    std::map<std::string, std::string> meta;
+    const auto tensors = load_safetensors(dir + "/" + file, &meta);
+    const nlohmann::json config = nlohmann::json::parse(meta.at("config"));
+    const nlohmann::json& base = config.at("base_config");
+    const int64_t d_model = base.at("d_model").get<int64_t>(), vocab = base.at("vocab_size").get<int64_t>();
+    CHECK(tensors.at("input_ids").dtype() == DType::Int64);
+    CHECK(tensors.at("forward.logits").dtype() == DType::Float64);
+    CHECK(tensors.at("forward.logits").shape() ==
+          Shape{config.at("n_heads").get<int64_t>(), tensors.at("input_ids").size(0),
+                tensors.at("input_ids").size(1), vocab});
+    if (std::string(file) == "hydra_tiny.safetensors") {
+      // The OLMo state before load_olmo_state: real vocab rows only.
+      CHECK(tensors.at("olmo.embeddings.weight").shape() ==
+            Shape{std::stoll(meta.at("real_vocab_size")), d_model});
+      continue;
+    }
+    const int64_t trunk = config.at("trunk_layers").get<int64_t>();
+    const int64_t heads = config.at("n_heads").get<int64_t>(), depth = config.at("head_layers").get<int64_t>();
+    CHECK(tensors.at("trunk.embeddings.weight").shape() == Shape{vocab, d_model});
+    CHECK(tensors.at("lm_head.w_out.weight").shape() == Shape{vocab, d_model});
+    CHECK(tensors.count("trunk.blocks." + std::to_string(trunk - 1) + ".attention.w_q.weight") == 1);
+    CHECK(tensors.count("heads." + std::to_string(heads - 1) + ".blocks." + std::to_string(depth - 1) +
+                        ".feed_forward.w2.weight") == 1);
+    for (const auto& [name, t] : tensors) {
+      const bool is_param = name.rfind("trunk.", 0) == 0 || name.rfind("heads.", 0) == 0 ||
+                            name.rfind("lm_head.", 0) == 0;
+      if (!is_param) continue;
+      INFO(name);
+      REQUIRE(tensors.count("grad." + name) == 1);
+      CHECK(tensors.at("grad." + name).shape() == t.shape());
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rejections: one byte-literal file per rule, each with its message
+// ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("malformed files are rejected with a message naming the file, the tensor and the fault") {
+  TempDir dir;
+  int counter = 0;
+  // Writes the bytes to a file, loads it, and checks the error names the file and says what is wrong.
+  auto rejects = [&](const std::string& name, const std::string& bytes, std::vector<std::string> must_contain) {
+    const std::string path = dir.file("bad" + std::to_string(counter++) + ".safetensors");
+    write_bytes(path, bytes);
+    must_contain.push_back(path);
+    expect_error(name, [&] { load_safetensors(path); }, must_contain);
+  };
+  const std::string f32x2 = R"("dtype":"F32","shape":[2])";
+  const std::string eight(8, '\x01');
+
+  rejects("empty file", "", {"0 bytes, too short"});
+  rejects("truncated header length", std::string("\x05\x00\x00", 3), {"3 bytes, too short"});
+  rejects("header length beyond the file", u64_le(1000) + "{}", {"header length 1000 goes beyond the end"});
+  rejects("header length over the limit", u64_le(100'000'001) + "{}", {"exceeds the limit of 100000000"});
+  rejects("huge header length", u64_le(~uint64_t{0}) + "{}", {"exceeds the limit"});
+  rejects("bad JSON", st_bytes("{\"a\": "), {"not valid JSON"});
+  rejects("JSON with trailing garbage", st_bytes("{} x"), {"not valid JSON"});
+  rejects("invalid UTF-8", st_bytes("{\"\xff\":{}}"), {"not valid JSON"});
+  rejects("not an object", st_bytes("[1, 2]"), {"must be a JSON object", "array"});
+  rejects("entry not an object", st_bytes(R"({"w": 5})"), {"tensor 'w'", "expected an object"});
+  rejects("missing dtype", st_bytes(R"({"w":{"shape":[],"data_offsets":[0,0]}})"), {"tensor 'w'", "'dtype'"});
+  rejects("unknown dtype", st_bytes(R"({"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", eight),
+          {"tensor 'w'", "unknown dtype 'F33'"});
+  rejects("unsupported dtype",
+          st_bytes(R"({"lm_head.w_out.weight":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "abcd"),
+          {"unsupported dtype BF16 for tensor 'lm_head.w_out.weight'", "expected F32, F64, I32 or I64"});
+  rejects("missing shape", st_bytes(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", eight), {"'w'", "'shape'"});
+  rejects("negative shape", st_bytes(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
+          {"tensor 'w'", "shape must hold non-negative integers, got -2"});
+  rejects("fractional shape", st_bytes(R"({"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", eight),
+          {"tensor 'w'", "shape must hold non-negative integers"});
+  rejects("shape overflow",
+          st_bytes(R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", eight),
+          {"tensor 'w'", "more bytes than any file can hold"});
+  rejects("missing offsets", st_bytes(R"({"w":{"dtype":"F32","shape":[2]}})", eight), {"'w'", "data_offsets"});
+  rejects("offsets not a pair", st_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", eight),
+          {"'w'", "[begin, end]"});
+  rejects("negative offset", st_bytes(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})", eight),
+          {"'w'", "data_offsets must hold non-negative integers"});
+  rejects("end before begin", st_bytes(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", eight),
+          {"tensor 'w'", "[8, 0] end before they begin"});
+  rejects("offsets beyond the file", st_bytes("{\"w\":{" + f32x2 + ",\"data_offsets\":[0,8]}}", "abcd"),
+          {"tensor 'w'", "[0, 8] go beyond the end of the data (4 bytes"});
+  rejects("a 1 TB tensor in a tiny file",
+          st_bytes(R"({"w":{"dtype":"F32","shape":[262144,1048576],"data_offsets":[0,1099511627776]}})", eight),
+          {"tensor 'w'", "go beyond the end of the data"});
+  rejects("shape and bytes disagree", st_bytes(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight),
+          {"tensor 'w'", "[0, 8] hold 8 bytes but shape [3] of F32 needs 12"});
+  rejects("overlap",
+          st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]},\"b\":{" + f32x2 + ",\"data_offsets\":[4,12]}}",
+                   eight + "abcd"),
+          {"tensor 'b'", "[4, 12] overlap tensor 'a' [0, 8]"});
+  rejects("same offsets twice",
+          st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]},\"b\":{" + f32x2 + ",\"data_offsets\":[0,8]}}",
+                   eight),
+          {"overlap tensor"});
+  rejects("gap between tensors",
+          st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]},\"b\":{" + f32x2 + ",\"data_offsets\":[12,20]}}",
+                   eight + eight + "abcd"),
+          {"tensor 'b'", "leave a gap of 4 bytes after offset 8"});
+  rejects("gap at the start", st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[4,12]}}", "abcd" + eight),
+          {"tensor 'a'", "gap of 4 bytes after offset 0"});
+  rejects("trailing bytes", st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]}}", eight + "xyz"),
+          {"cover 8 bytes of data but the file has 11", "3 trailing bytes"});
+  rejects("duplicate tensor name",
+          st_bytes("{\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]},\"a\":{" + f32x2 + ",\"data_offsets\":[0,8]}}",
+                   eight),
+          {"names 'a' twice"});
+  rejects("metadata not an object", st_bytes(R"({"__metadata__":[1]})"), {"__metadata__ must be an object"});
+  rejects("metadata value not a string", st_bytes(R"({"__metadata__":{"n":3}})"),
+          {"__metadata__ must map strings to strings, but 'n' is a number"});
+
+  const std::string missing = dir.file("missing.safetensors");
+  expect_error("missing file", [&] { load_safetensors(missing); }, {"cannot open safetensors file", missing});
+  expect_error("a directory", [&] { load_safetensors(dir.path.string()); }, {"not a regular file"});
+}
+
+TEST_CASE("valid corner cases: whitespace around the header, zero-size tensors anywhere, out-of-order entries") {
+  TempDir dir;
+  const std::string path = dir.file("ok.safetensors");
+  // Header entries listed in any order; offsets decide the data order; a zero-size tensor between two.
+  write_bytes(path, st_bytes("  \n{\"b\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+                             "\"e\":{\"dtype\":\"F64\",\"shape\":[0,3],\"data_offsets\":[8,8]},"
+                             "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                             "\"__metadata__\":{}}   ",
+                             std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0\x07\x00\x00\x00", 12)));
+  const auto t = load_safetensors(path);
+  CHECK(t.at("a").to_vector<float>() == std::vector<float>{1.0f, -2.0f});
+  CHECK(t.at("b").to_vector<int32_t>() == std::vector<int32_t>{7});
+  CHECK(t.at("e").shape() == Shape{0, 3});
+  // parse_safetensors_header works on bytes alone (the entry point for fuzzing).
+  const std::string bytes = read_bytes(path);
+  const SafetensorsHeader h = parse_safetensors_header(bytes, bytes.size(), "memory");
+  CHECK(h.tensors.size() == 3);
+  CHECK(h.tensors[0].name == "a");
+  expect_error("prefix without the header", [&] { parse_safetensors_header(bytes.substr(0, 10), bytes.size(), "mem"); },
+               {"mem", "only 10 bytes given"});
+}
