@@ -46,6 +46,9 @@ int run(int argc, char** argv) {
 
   // One entry per subcommand, each defined in its own cli/cmd_<name>.cpp.
   const std::vector<Command> commands = {
+      add_init_command(app),
+      add_info_command(app),
+      add_forward_command(app),
       add_selfcheck_command(app),
       add_version_command(app),
   };

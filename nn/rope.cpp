@@ -32,28 +32,30 @@ void check_rope_input(const char* op, const Tensor& x, int64_t start_pos, const 
 Tensor rope_rotate(const Tensor& x_in, const Tensor& cos, const Tensor& sin, double sign) {
   Tensor x = kernels::contiguous_raw(x_in);
   Tensor out = empty(x.shape(), x.dtype());
+  if (out.numel() == 0) return out;
   const int64_t T = x.size(1), H = x.size(2), D = x.size(3), half = D / 2;
   const int64_t rows = x.size(0) * T * H;
   const float* pc = cos.data<float>();
   const float* ps = sin.data<float>();
   dispatch_float(x.dtype(), "apply_rope", [&](auto tag) {
-    using T_ = decltype(tag);
-    const T_* px = x.data<T_>();
-    T_* po = out.data<T_>();
-    parallel_for(0, rows, std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(D, 1)), [&](int64_t lo, int64_t hi) {
+    using Real = decltype(tag);
+    const Real* px = x.data<Real>();
+    Real* po = out.data<Real>();
+    const int64_t grain = std::max<int64_t>(1, kGrainElementwise / D);
+    parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t r = lo; r < hi; ++r) {
         const int64_t t = (r / H) % T;  // row r is (b, t, h) in row-major order
         const float* c = pc + t * D;
         const float* s = ps + t * D;
-        const T_* xr = px + r * D;
-        T_* yr = po + r * D;
+        const Real* xr = px + r * D;
+        Real* yr = po + r * D;
         // NOTE: the two halves of each table are equal (emb = cat(freqs, freqs)), so the same formula
         // with -sin is the inverse rotation, and it matches x·cos + rotate_half(x)·sin term by term.
         for (int64_t d = 0; d < half; ++d) {
-          const T_ x1 = xr[d], x2 = xr[d + half];
-          const T_ s1 = static_cast<T_>(sign * s[d]), s2 = static_cast<T_>(sign * s[d + half]);
-          yr[d] = x1 * static_cast<T_>(c[d]) + (-x2) * s1;
-          yr[d + half] = x2 * static_cast<T_>(c[d + half]) + x1 * s2;
+          const Real x1 = xr[d], x2 = xr[d + half];
+          const Real s1 = static_cast<Real>(sign * s[d]), s2 = static_cast<Real>(sign * s[d + half]);
+          yr[d] = x1 * static_cast<Real>(c[d]) + (-x2) * s1;
+          yr[d + half] = x2 * static_cast<Real>(c[d + half]) + x1 * s2;
         }
       }
     });

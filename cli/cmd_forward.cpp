@@ -1,0 +1,140 @@
+// `hydra forward`: run a model directory on token ids and write the logits as .npy.
+//
+//   hydra forward models/tiny --tokens "1,2,3;4,5,6" --heads 0,2 --out logits.npy
+//   hydra forward models/tiny --tokens-file ids.npy --last-token-only --out logits.npy
+//   hydra forward models/tiny --tokens "5,6,7" --hidden-heads 0 --hidden-out hidden.npy --out logits.npy
+//
+// Logits are (n_selected, batch, seq_out, vocab) float32; hidden states (with --hidden-heads, through
+// residual_forward) are (len(hidden_heads), batch, seq_out, d_model).
+#include <iostream>
+#include <sstream>
+
+#include "autograd/ops.h"
+#include "cli/command.h"
+#include "hydra/model_dir.h"
+#include "io/npy.h"
+
+namespace hydra::cli {
+
+namespace {
+
+// "12" -> 12, or an error naming `what` and the text.
+int64_t parse_int(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  HYDRA_CHECK(used > 0 && used == text.size(), what, ": '", text, "' is not an integer");
+  return v;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> parts;
+  std::string part;
+  std::istringstream in(s);
+  while (std::getline(in, part, sep)) parts.push_back(part);
+  if (!s.empty() && s.back() == sep) parts.push_back("");
+  return parts;
+}
+
+// "1,2,3;4,5,6" -> int64 (2, 3). Rows separated by ';' must have equal length.
+Tensor parse_tokens(const std::string& text) {
+  std::vector<std::vector<int64_t>> rows;
+  for (const std::string& row : split(text, ';')) {
+    HYDRA_CHECK(!row.empty(), "--tokens: row ", rows.size(), " is empty (rows are separated by ';', ids by ',')");
+    std::vector<int64_t> ids;
+    for (const std::string& id : split(row, ',')) ids.push_back(parse_int(id, "--tokens"));
+    HYDRA_CHECK(rows.empty() || ids.size() == rows[0].size(), "--tokens: row ", rows.size(), " has ", ids.size(),
+                " ids but row 0 has ", rows[0].size(), " (every row must have the same length)");
+    rows.push_back(ids);
+  }
+  HYDRA_CHECK(!rows.empty(), "--tokens: no token ids given");
+  std::vector<int64_t> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  return from_vector(flat, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+}
+
+std::vector<int64_t> parse_list(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  for (const std::string& part : split(text, ',')) out.push_back(parse_int(part, what));
+  HYDRA_CHECK(!out.empty(), what, ": empty list");
+  return out;
+}
+
+// Token ids as int64 (B, T), checked against the vocabulary with the position of the first bad id.
+Tensor checked_ids(Tensor ids, const std::string& source, int64_t vocab_size) {
+  HYDRA_CHECK(ids.dtype() == DType::Int32 || ids.dtype() == DType::Int64, source, ": token ids must be integers, got ",
+              dtype_name(ids.dtype()));
+  if (ids.dim() == 1) ids = unsqueeze(ids, 0);
+  HYDRA_CHECK(ids.dim() == 2 && ids.numel() > 0, source, ": expected token ids of shape (batch, seq), got ",
+              shape_str(ids.shape()));
+  ids = cast(ids, DType::Int64);
+  std::vector<int64_t> v = ids.to_vector<int64_t>();
+  for (size_t i = 0; i < v.size(); ++i)
+    HYDRA_CHECK(v[i] >= 0 && v[i] < vocab_size, source, ": token id ", v[i], " at row ", i / ids.size(1),
+                ", position ", i % ids.size(1), " is outside the vocabulary [0, ", vocab_size, ")");
+  return ids;
+}
+
+}  // namespace
+
+Command add_forward_command(CLI::App& hydra) {
+  struct Options {
+    std::string model, tokens, tokens_file, heads, residual, hidden_heads, hidden_out, out;
+    bool last_token_only = false;
+  };
+  auto opt = std::make_shared<Options>();
+  CLI::App* app = hydra.add_subcommand("forward", "Run a model on token ids and write the logits (.npy)");
+  app->add_option("model", opt->model, "Model directory (config.json + model.safetensors)")->required();
+  auto* tokens = app->add_option("--tokens", opt->tokens, "Token ids: \"1,2,3;4,5,6\" (rows of equal length)");
+  auto* file = app->add_option("--tokens-file", opt->tokens_file, "Token ids as an integer .npy, (seq) or (batch, seq)");
+  tokens->excludes(file);
+  app->add_option("--heads", opt->heads, "Heads to run, e.g. 0,2 (default: all; duplicates allowed)");
+  app->add_flag("--last-token-only", opt->last_token_only, "Only the last position's logits");
+  app->add_option("--residual", opt->residual, "A (batch, seq, d_model) .npy added once to the trunk output");
+  auto* hh = app->add_option("--hidden-heads", opt->hidden_heads, "Also write these heads' final hidden states");
+  auto* ho = app->add_option("--hidden-out", opt->hidden_out, "Where --hidden-heads' states go (.npy)");
+  hh->needs(ho);
+  ho->needs(hh);
+  app->add_option("--out", opt->out, "Output logits .npy")->required();
+  return {app, [opt] {
+            HYDRA_CHECK(!opt->tokens.empty() || !opt->tokens_file.empty(), "forward: give --tokens or --tokens-file");
+            HYDRA_CHECK(opt->residual.empty() || opt->hidden_heads.empty(),
+                        "forward: --residual and --hidden-heads cannot be combined (residual_forward takes no residual)");
+            // Read and check every input before loading the model or writing anything.
+            HydraTransformerConfig config = load_model_config(opt->model);
+            const int64_t V = config.base_config.vocab_size, C = config.base_config.d_model;
+            Tensor ids = opt->tokens.empty() ? checked_ids(io::load_npy(opt->tokens_file), opt->tokens_file, V)
+                                             : checked_ids(parse_tokens(opt->tokens), "--tokens", V);
+            HeadIndices heads;
+            if (!opt->heads.empty()) heads = parse_list(opt->heads, "--heads");
+            std::optional<Tensor> residual;
+            if (!opt->residual.empty()) {
+              Tensor r = io::load_npy(opt->residual);
+              Shape want{ids.size(0), ids.size(1), C};
+              HYDRA_CHECK(r.shape() == want, opt->residual, ": residual shape ", shape_str(r.shape()),
+                          " does not match (batch, seq, d_model) = ", shape_str(want));
+              residual = cast(r, DType::Float32);
+            }
+            auto model = load_model_dir(opt->model);
+            NoGradGuard no_grad;
+            if (!opt->hidden_heads.empty()) {
+              auto [logits, hidden] = model->residual_forward(ids, parse_list(opt->hidden_heads, "--hidden-heads"),
+                                                              heads, opt->last_token_only);
+              io::save_npy(opt->out, logits);
+              io::save_npy(opt->hidden_out, hidden);
+              std::cout << "forward: logits " << shape_str(logits.shape()) << " -> " << opt->out << ", hidden "
+                        << shape_str(hidden.shape()) << " -> " << opt->hidden_out << "\n";
+            } else {
+              Tensor logits = model->forward(ids, residual, heads, opt->last_token_only);
+              io::save_npy(opt->out, logits);
+              std::cout << "forward: logits " << shape_str(logits.shape()) << " -> " << opt->out << "\n";
+            }
+            return 0;
+          }};
+}
+
+}  // namespace hydra::cli
