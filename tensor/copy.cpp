@@ -26,11 +26,12 @@ namespace hydra::kernels {
 
 namespace {
 
-// NOTE: 64 was measured against 16, 32 and 128 on float32 transposes of 4096x4096 and 2000x3000
-// (2 cores, AVX2): 64 was fastest or tied, 16 and 128 about half as fast. The buffer is 16 KB for
-// 4-byte types and 32 KB for 8-byte ones. Copying a tile straight from src to dst, without the
-// buffer, was 1.5-3x slower: with a power-of-two stride (4096 floats) its 64 src lines, and its 64
-// dst lines, all fall in the same L1 set and evict each other.
+// NOTE: measured on float32 transposes of 4096x4096 and 2000x3000 (2 cores, AVX2): 64 was fastest or
+// tied; 32 was up to 25% slower, 16 about half as fast, 128 as fast on 2000x3000 but a third as fast on
+// 4096x4096. The buffer is 16 KB for 4-byte types, 32 KB for 8-byte ones. Copying a tile straight from
+// src to dst, without the buffer, was about 2x slower: one side is then read or written a stride
+// apart, 64 lines at a time (and with a power-of-two stride such as 4096 floats those lines all fall
+// in the same L1 set and evict each other).
 constexpr int64_t kTile = 64;
 // The longest run of a row handed out as one block.
 constexpr int64_t kRun = 4096;

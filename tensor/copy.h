@@ -6,7 +6,9 @@
 namespace hydra::kernels {
 
 // dst[i] = src[i] for every index; shapes must be equal, layouts and dtypes may differ (values are
-// converted with static_cast). dst must not overlap src. Parallel over rows.
+// converted with static_cast). dst must not overlap src or itself (src may: stride 0 is fine). Dims
+// dense in both are merged, transposes go in cache-sized tiles, and the work is split across threads
+// (see copy.cpp).
 void copy_into(const Tensor& dst, const Tensor& src);
 
 // A dense row-major copy of t (always a new tensor).

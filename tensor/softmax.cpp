@@ -20,7 +20,7 @@ int64_t rows_grain(int64_t n) { return std::max<int64_t>(1, kGrainElementwise / 
 // Calls row_fn(in_rows, out_row, n) for every row of a dense (outer, n, inner) block around dim, where
 // in_rows holds the row of each of the K inputs. Rows along the last dim (inner == 1) are dense and are
 // passed in place. Other rows have their elements `inner` apart: they are gathered into dense scratch
-// rows and the output row is scattered back, so the row kernels below only ever see dense rows (which
+// rows and the output rows are scattered back, so the row kernels below only ever see dense rows (which
 // is what lets them vectorize) and do the same arithmetic whichever dim they run along. Each row is
 // done by one task from start to end, so results do not depend on the thread count.
 template <class T, size_t K, class F>
@@ -30,24 +30,39 @@ void for_each_row(const Shape& shape, int64_t dim, std::array<const T*, K> in, T
   for (int64_t d = dim + 1; d < static_cast<int64_t>(shape.size()); ++d) inner *= shape[d];
   const int64_t n = shape[dim];
   if (n == 0) return;  // empty rows: nothing to compute
+  if (inner == 1) {
+    parallel_for(0, outer, rows_grain(n), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        std::array<const T*, K> rows;
+        for (size_t i = 0; i < K; ++i) rows[i] = in[i] + r * n;
+        row_fn(rows, out + r * n, n);
+      }
+    });
+    return;
+  }
+  // Strided rows go through scratch a tile at a time: up to 16 rows that are neighbours along the inner
+  // dim, so each step along the row reads and writes 16 adjacent elements (a cache line of float32)
+  // rather than one element per cache line and page. Fewer rows when n is large: the scratch, K + 1
+  // rows per tile row, stays under 64K elements (256 KB of float32, about an L2).
+  const int64_t tile = std::clamp<int64_t>((int64_t{1} << 16) / (static_cast<int64_t>(K + 1) * n), 1, 16);
   parallel_for(0, outer * inner, rows_grain(n), [&](int64_t lo, int64_t hi) {
-    std::vector<T> scratch(inner == 1 ? 0 : (K + 1) * n);  // K dense input rows, then the output row
-    for (int64_t r = lo; r < hi; ++r) {
-      const int64_t first = (r / inner) * n * inner + r % inner;  // the row is first + k * inner, k < n
-      std::array<const T*, K> rows;
-      if (inner == 1) {
-        for (size_t i = 0; i < K; ++i) rows[i] = in[i] + first;
-        row_fn(rows, out + first, n);
-        continue;
+    std::vector<T> scratch(static_cast<size_t>((K + 1) * tile * n));
+    auto dense = [&](size_t which, int64_t b) { return scratch.data() + (which * tile + b) * n; };
+    for (int64_t r = lo; r < hi;) {
+      const int64_t a = r / inner, i0 = r % inner;  // the tile's rows are (a, :, i0 + b), b < rows
+      const int64_t rows = std::min({tile, hi - r, inner - i0});
+      const int64_t first = a * n * inner + i0;  // element k of row b is at first + k * inner + b
+      for (size_t i = 0; i < K; ++i)
+        for (int64_t k = 0; k < n; ++k)
+          for (int64_t b = 0; b < rows; ++b) dense(i, b)[k] = in[i][first + k * inner + b];
+      for (int64_t b = 0; b < rows; ++b) {
+        std::array<const T*, K> row_in;
+        for (size_t i = 0; i < K; ++i) row_in[i] = dense(i, b);
+        row_fn(row_in, dense(K, b), n);
       }
-      for (size_t i = 0; i < K; ++i) {
-        T* dense = scratch.data() + i * n;
-        for (int64_t k = 0; k < n; ++k) dense[k] = in[i][first + k * inner];
-        rows[i] = dense;
-      }
-      T* y = scratch.data() + K * n;
-      row_fn(rows, y, n);
-      for (int64_t k = 0; k < n; ++k) out[first + k * inner] = y[k];
+      for (int64_t k = 0; k < n; ++k)
+        for (int64_t b = 0; b < rows; ++b) out[first + k * inner + b] = dense(K, b)[k];
+      r += rows;
     }
   });
 }
@@ -57,8 +72,8 @@ void for_each_row(const Shape& shape, int64_t dim, std::array<const T*, K> in, T
 // NOTE: accumulation order. Row sums go into kLanes = 8 double accumulators, element k into acc[k % 8],
 // added up in one fixed tree at the end. Eight independent chains vectorize (two AVX2 registers of
 // doubles) where a single running sum cannot (without -ffast-math the compiler may not reorder it);
-// the order depends only on n, so a sum is the same for any thread count; and double accumulators keep
-// a float32 row sum accurate to about 1e-16 relative, far inside the float32 tests' 2e-6.
+// the order depends only on n, so a sum is the same for any thread count; and in double the rounding
+// of a float32 row sum stays below n·2^-53 of Σ|v| (5e-13 for n = 4096), far inside the tests' 2e-6.
 constexpr int64_t kLanes = 8;
 
 // acc[k % 8] += v[k] for k < n. A caller adding a row in pieces passes pieces whose lengths are
