@@ -174,16 +174,21 @@ void HydraTransformer::init_kv_cache(int64_t batch_size, int64_t max_seq_len, bo
     for (auto& b : heads.back()->blocks) b->attention.free_kv_cache();
 }
 
+// A head left cacheless by init_kv_cache(omit_last=true) is skipped, so reset/rollback/sync with
+// omit_last=false still work after it.
 void HydraTransformer::reset_kv_cache(bool omit_last) {
-  for (nn::Attention* a : cached_attentions(omit_last)) a->reset_kv_cache();
+  for (nn::Attention* a : cached_attentions(omit_last))
+    if (a->has_kv_cache()) a->reset_kv_cache();
 }
 
 void HydraTransformer::rollback_kv_cache(int64_t n, bool omit_last) {
-  for (nn::Attention* a : cached_attentions(omit_last)) a->rollback_kv_cache(n);
+  for (nn::Attention* a : cached_attentions(omit_last))
+    if (a->has_kv_cache()) a->rollback_kv_cache(n);
 }
 
 void HydraTransformer::sync_kv_cache(int64_t target_length, bool omit_last) {
-  for (nn::Attention* a : cached_attentions(omit_last)) a->sync_kv_cache(target_length);
+  for (nn::Attention* a : cached_attentions(omit_last))
+    if (a->has_kv_cache()) a->sync_kv_cache(target_length);
 }
 
 // ---- loading OLMo-core weights ----
