@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "hydra/model_dir.h"
+#include "io/json_file.h"
 
 namespace hydra::cli {
 
@@ -37,17 +38,7 @@ Command add_init_command(CLI::App& hydra) {
             if (!opt->preset.empty()) {
               config = HydraTransformerConfig::preset(opt->preset);
             } else {
-              std::ifstream in(opt->config_file);
-              HYDRA_CHECK(in.good(), "cannot read config file '", opt->config_file, "'");
-              std::stringstream text;
-              text << in.rdbuf();
-              nlohmann::json j;
-              try {
-                j = nlohmann::json::parse(text.str());
-              } catch (const nlohmann::json::exception& e) {
-                throw Error(opt->config_file + ": not valid JSON (" + e.what() + ")");
-              }
-              config = HydraTransformerConfig::from_json(j, opt->config_file);
+              config = HydraTransformerConfig::from_json(io::read_json_file(opt->config_file), opt->config_file);
             }
             if (opt->n_heads) config.n_heads = opt->n_heads;
             if (opt->vocab_size) config.base_config.vocab_size = opt->vocab_size;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "io/atomic_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 
 namespace hydra {
@@ -37,17 +38,7 @@ void save_model_dir(const std::string& dir, const HydraTransformer& model) {
 
 HydraTransformerConfig load_model_config(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
-  std::ifstream in(path);
-  HYDRA_CHECK(in.good(), "cannot read '", path, "' (is '", dir, "' a Hydra model directory?)");
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": not valid JSON (" + e.what() + ")");
-  }
-  return HydraTransformerConfig::from_json(j, path);
+  return HydraTransformerConfig::from_json(io::read_json_file(path, "is '" + dir + "' a Hydra model directory?"), path);
 }
 
 std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Hydra needs to build and test, and only those that are missing.
+#   bash scripts/install-deps.sh           what the build, the tests and the fuzzers need
+#   bash scripts/install-deps.sh --bench   also what bench/model_vs_torch.py needs to run PyTorch as the
+#                                          baseline (python3-torch, its best BLAS and allocator, GNU time)
 #
 # Idempotent and quiet: when everything is installed it prints nothing and touches nothing (not even
 # `apt-get update`), so the README commands can call it on every run. Runs apt-get through sudo only
@@ -19,7 +22,19 @@ PACKAGES=(
   nlohmann-json3-dev          # configs, checkpoint metadata
   libcli11-dev                # the hydra command line
   libpcre2-dev                # Unicode regex for the tokenizer
+  clang libclang-rt-14-dev    # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh)
 )
+if [[ "${1:-}" == "--bench" ]]; then
+  PACKAGES+=(
+    python3-torch python3-numpy  # the baseline model (bench/torch_hydra.py), run by /usr/bin/python3
+    libopenblas0-openmp          # PyTorch's fastest BLAS here (its OpenMP pool; see bench/README.md)
+    libgoogle-perftools4         # tcmalloc, preloaded for PyTorch
+    time                         # /usr/bin/time -v: peak memory of each run
+  )
+elif [[ $# -gt 0 ]]; then
+  echo "install-deps: unknown option '$1' (expected nothing or --bench)" >&2
+  exit 2
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "install-deps: dpkg-query not found; this script supports Debian 12 (install the packages" \

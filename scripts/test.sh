@@ -2,7 +2,9 @@
 # README command 2: install what is missing, build, and run every test twice:
 #   1. `build`      Release with -Werror (warnings in our code fail the build), ctest;
 #   2. `build-asan` Release with AddressSanitizer + UndefinedBehaviorSanitizer, ctest; any sanitizer
-#                   report fails the run.
+#                   report fails the run;
+# then runs every libFuzzer target (scripts/fuzz.sh, clang + ASan/UBSan in build-fuzz/) for
+# $HYDRA_FUZZ_SECONDS seconds each (default 30; 0 skips the fuzzers).
 # Exits non-zero on the first failure and always ends with one summary line. .ci/run runs exactly this.
 set -euo pipefail
 
@@ -53,6 +55,13 @@ stage="running the tests in build-asan/"
 echo "==> $stage"
 (cd build-asan && ctest --output-on-failure -j2)
 
+fuzz_seconds=${HYDRA_FUZZ_SECONDS:-30}
+if [[ "$fuzz_seconds" != "0" ]]; then
+  stage="fuzzing each parser for $fuzz_seconds s (build-fuzz/)"
+  echo "==> $stage"
+  bash scripts/fuzz.sh "$fuzz_seconds"
+fi
+
 stage="done"
 echo "test.sh: PASSED: every test in build/ (Release, -Werror) and build-asan/ (ASan+UBSan," \
-     "detect_leaks=${detect_leaks}) in $((SECONDS - started)) s"
+     "detect_leaks=${detect_leaks}), fuzzers ${fuzz_seconds} s each, in $((SECONDS - started)) s"

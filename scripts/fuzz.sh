@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang, ASan and UBSan in build-fuzz/, and runs
+# each for SECONDS (default 30), two at a time. Fails if any target finds a crash, a sanitizer report, an
+# escaping exception, a hang (> 10 s on one input) or an allocation over 512 MB (inputs are a few KB:
+# no parser may allocate what the file cannot justify).
+#
+#   bash scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. bash scripts/fuzz.sh 600 fuzz_npy_header
+#
+# Each target starts from its committed seed corpus tests/fuzz/corpus/<name without fuzz_>/ and keeps what
+# it learns in build-fuzz/corpus/<target>/ (not committed). A finding is saved in build-fuzz/findings/ and
+# reproduced by running the target binary on that file.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+seconds=${1:-30}
+shift || true
+if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [[ "$seconds" -lt 1 ]]; then
+  echo "fuzz.sh: SECONDS must be a whole number of seconds >= 1, got '$seconds'" >&2
+  exit 2
+fi
+
+for tool in clang clang++; do
+  command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool not found (bash scripts/install-deps.sh installs it)" >&2; exit 1; }
+done
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON \
+  -DHYDRA_BUILD_TESTS=OFF -DHYDRA_BUILD_BENCH=OFF >/dev/null
+
+targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+  for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
+fi
+cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
+
+mkdir -p build-fuzz/findings build-fuzz/logs
+run_target() {
+  local target=$1 seconds=$2
+  local seeds="tests/fuzz/corpus/${target#fuzz_}" corpus="build-fuzz/corpus/$target"
+  local findings="build-fuzz/findings/$target" log="build-fuzz/logs/$target.log"
+  [[ -d "$seeds" ]] || { echo "fuzz.sh: no seed corpus $seeds for $target" >&2; return 1; }
+  mkdir -p "$corpus" "$findings"
+  if ASAN_OPTIONS=halt_on_error=1:detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+     "build-fuzz/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+       -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
+    echo "fuzz.sh: $target: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') runs in ${seconds} s, no findings"
+  else
+    echo "fuzz.sh: $target: FINDING — see $log and $findings/ (reproduce: build-fuzz/$target FILE)" >&2
+    grep -m3 -E "ERROR|SUMMARY|terminate|what\(\)" "$log" >&2 || tail -20 "$log" >&2
+    return 1
+  fi
+}
+export -f run_target
+
+echo "fuzz.sh: running ${#targets[@]} targets for $seconds s each, two at a time"
+printf '%s\n' "${targets[@]}" | xargs -P 2 -I{} bash -c "run_target {} $seconds"
+echo "fuzz.sh: PASSED: ${targets[*]}"
