@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang, ASan and UBSan in build-fuzz/, and runs
+# Builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang, ASan and UBSan in $HYDRA_FUZZ_BUILD
+# (default build-fuzz/; test.sh points it at build-asan/, which it configures the same way), and runs
 # each for SECONDS (default 30), two at a time. Fails if any target finds a crash, a sanitizer report, an
 # escaping exception, a hang (> 10 s on one input) or an allocation over 512 MB (inputs are a few KB:
 # no parser may allocate what the file cannot justify).
@@ -7,7 +8,7 @@
 #   bash scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. bash scripts/fuzz.sh 600 fuzz_npy_header
 #
 # Each target starts from its committed seed corpus tests/fuzz/corpus/<name without fuzz_>/ and keeps what
-# it learns in build-fuzz/corpus/<target>/ (not committed). A finding is saved in build-fuzz/findings/ and
+# it learns in <build>/corpus/<target>/ (not committed). A finding is saved in <build>/findings/ and
 # reproduced by running the target binary on that file.
 set -euo pipefail
 
@@ -23,28 +24,35 @@ fi
 for tool in clang clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool not found (bash scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON \
-  -DHYDRA_BUILD_TESTS=OFF -DHYDRA_BUILD_BENCH=OFF >/dev/null
+build=${HYDRA_FUZZ_BUILD:-build-fuzz}
+# A tree configured by another compiler cannot switch to clang in place: start it afresh.
+if [[ -f "$build/CMakeCache.txt" ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
+  rm -rf "$build"
+fi
+if ! grep -qs '^HYDRA_FUZZ:BOOL=ON' "$build/CMakeCache.txt"; then
+  CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON \
+    -DHYDRA_BUILD_TESTS=OFF -DHYDRA_BUILD_BENCH=OFF >/dev/null
+fi
 
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
   for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 fi
-cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
-mkdir -p build-fuzz/findings build-fuzz/logs
+mkdir -p "$build/findings" "$build/logs"
 run_target() {
-  local target=$1 seconds=$2
-  local seeds="tests/fuzz/corpus/${target#fuzz_}" corpus="build-fuzz/corpus/$target"
-  local findings="build-fuzz/findings/$target" log="build-fuzz/logs/$target.log"
+  local target=$1 seconds=$2 build=$3
+  local seeds="tests/fuzz/corpus/${target#fuzz_}" corpus="$build/corpus/$target"
+  local findings="$build/findings/$target" log="$build/logs/$target.log"
   [[ -d "$seeds" ]] || { echo "fuzz.sh: no seed corpus $seeds for $target" >&2; return 1; }
   mkdir -p "$corpus" "$findings"
   if ASAN_OPTIONS=halt_on_error=1:detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-     "build-fuzz/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+     "$build/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
        -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
     echo "fuzz.sh: $target: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') runs in ${seconds} s, no findings"
   else
-    echo "fuzz.sh: $target: FINDING — see $log and $findings/ (reproduce: build-fuzz/$target FILE)" >&2
+    echo "fuzz.sh: $target: FINDING — see $log and $findings/ (reproduce: $build/$target FILE)" >&2
     grep -m3 -E "ERROR|SUMMARY|terminate|what\(\)" "$log" >&2 || tail -20 "$log" >&2
     return 1
   fi
@@ -52,5 +60,5 @@ run_target() {
 export -f run_target
 
 echo "fuzz.sh: running ${#targets[@]} targets for $seconds s each, two at a time"
-printf '%s\n' "${targets[@]}" | xargs -P 2 -I{} bash -c "run_target {} $seconds"
+printf '%s\n' "${targets[@]}" | xargs -P 2 -I{} bash -c "run_target {} $seconds $build"
 echo "fuzz.sh: PASSED: ${targets[*]}"
