@@ -6,8 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zstd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -16,6 +14,7 @@
 #include <vector>
 
 #include "io/npy.h"
+#include "io/zstd.h"
 #include "tensor/error.h"
 
 static_assert(std::endian::native == std::endian::little, "token files are read as host memory");
@@ -69,25 +68,6 @@ std::shared_ptr<Mapping> map_file(const std::string& path) {
   HYDRA_CHECK(addr != MAP_FAILED, "cannot memory-map token file ", path, ": ", std::strerror(errno));
   mapping->addr = addr;
   return mapping;
-}
-
-constexpr uint64_t kUnknownSize = std::numeric_limits<uint64_t>::max();
-
-// The sum of the content sizes the frame headers declare, or kUnknownSize when a frame does not declare
-// one or cannot be walked (corrupt or truncated: decompression then says which).
-uint64_t declared_zstd_size(std::string_view compressed) {
-  uint64_t total = 0;
-  size_t pos = 0;
-  while (pos < compressed.size()) {
-    const char* frame = compressed.data() + pos;
-    const size_t left = compressed.size() - pos;
-    const unsigned long long size = ZSTD_getFrameContentSize(frame, left);  // 0 for a skippable frame
-    if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR) return kUnknownSize;
-    const size_t frame_bytes = ZSTD_findFrameCompressedSize(frame, left);
-    if (ZSTD_isError(frame_bytes) || __builtin_add_overflow(total, size, &total)) return kUnknownSize;
-    pos += frame_bytes;
-  }
-  return total;
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
@@ -208,51 +188,6 @@ TokenLayout parse_token_layout(std::string_view prefix, uint64_t file_size, cons
               " header says so) but ", token_dtype_name(options.dtype),
               " was requested; the token dtype option is for raw files");
   return layout;
-}
-
-bool has_zstd_magic(std::string_view prefix) {
-  return prefix.size() >= 4 && std::memcmp(prefix.data(), "\x28\xb5\x2f\xfd", 4) == 0;
-}
-
-std::string zstd_decompress(std::string_view compressed, const std::string& file, uint64_t max_bytes) {
-  HYDRA_CHECK(has_zstd_magic(compressed), "invalid zstd file ", file,
-              ": it does not start with the zstd frame magic 28 B5 2F FD");
-  std::string out;
-  const uint64_t declared = declared_zstd_size(compressed);
-  // NOTE: a zstd block holds at most 128 KiB and takes at least 4 bytes (a 3-byte header and one RLE
-  // byte), so no input expands by more than 32768x: a header claiming more is a lie, caught here
-  // before allocating. (An error here means a corrupt or truncated frame: the streaming pass below
-  // says which.)
-  if (declared != kUnknownSize) {
-    const uint64_t possible = static_cast<uint64_t>(compressed.size()) * 32768;
-    HYDRA_CHECK(declared <= possible, "invalid zstd file ", file, ": its frames declare ", declared,
-                " bytes, more than ", compressed.size(), " compressed bytes can hold");
-    HYDRA_CHECK(declared <= max_bytes, "zstd file ", file, " decompresses to ", declared,
-                " bytes, more than the limit of ", max_bytes, " bytes held in memory");
-    out.reserve(declared);
-  }
-  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
-  HYDRA_CHECK(dctx != nullptr, "cannot decompress ", file, ": out of memory for the zstd context");
-  std::string chunk(ZSTD_DStreamOutSize(), '\0');
-  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
-  size_t ret = 0;
-  while (true) {
-    ZSTD_outBuffer o{chunk.data(), chunk.size(), 0};
-    ret = ZSTD_decompressStream(dctx.get(), &o, &in);
-    // Frame checksums (when the writer turned them on) are verified here: a mismatch is an error.
-    HYDRA_CHECK(!ZSTD_isError(ret), "corrupt zstd file ", file, ": ", ZSTD_getErrorName(ret), " (at compressed byte ",
-                in.pos, ")");
-    HYDRA_CHECK(out.size() + o.pos <= max_bytes, "zstd file ", file, " decompresses to more than the limit of ",
-                max_bytes, " bytes held in memory");
-    out.append(chunk.data(), o.pos);
-    if (in.pos == in.size && o.pos < o.size) break;  // all input used and nothing left to flush
-  }
-  HYDRA_CHECK(ret == 0, "truncated zstd file ", file, ": the data ends inside a frame (", compressed.size(),
-              " compressed bytes)");
-  if (declared != kUnknownSize)
-    HYDRA_CHECK(out.size() == declared, "corrupt zstd file ", file, ": decompressed to ", out.size(),
-                " bytes but the frames declare ", declared);
-  return out;
 }
 
 TokenFile open_token_file(const std::string& path, const TokenFileOptions& options) {

@@ -81,13 +81,6 @@ TokenLayout parse_llmc_shard_header(std::string_view prefix, uint64_t file_size,
 TokenLayout parse_token_layout(std::string_view prefix, uint64_t file_size, const std::string& file,
                                const TokenFileOptions& options);
 
-// Decompresses a whole zstd file held in memory (one or more frames), verifying each frame's checksum
-// when it has one. The size declared in the frame headers is checked against `max_bytes` and against
-// what `compressed.size()` bytes can possibly expand to before anything is allocated; without a
-// declared size the output grows in steps and stops at max_bytes. Errors name `file`.
-std::string zstd_decompress(std::string_view compressed, const std::string& file, uint64_t max_bytes);
-bool has_zstd_magic(std::string_view prefix);
-
 // A token file opened for reading. Copies share the mapping (or the decompressed buffer).
 class TokenFile {
  public:
