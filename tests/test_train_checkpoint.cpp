@@ -1,16 +1,21 @@
 // train/checkpoint and io/atomic_dir: a full round trip (weights, every TrainingState field, the
 // manifest), replacing a checkpoint, the directory as a kill would leave it at every step of the commit
 // (snapshotted from inside the protocol) and after a half-written save, one damaged file at a time
-// (a flipped byte in each file, truncation, a bad zstd frame, a wrong format version), and one literal
-// per manifest and training-state rejection rule.
+// (a flipped byte in each file, truncation, a bad zstd frame, a wrong format version), one literal per
+// manifest and training-state rejection rule, and a child process SIGKILLed at random instants while it
+// saves over and over.
 #include <doctest/doctest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -490,4 +495,44 @@ TEST_CASE("verify_data_files notices changed, resized and missing data") {
   fs::remove(dir.file("a.bin"));
   expect_error("missing", [&] { verify_data_files(m); }, {"data file " + dir.file("a.bin") + " is missing"});
   expect_error("describe missing", [&] { describe_data_file(dir.file("a.bin")); }, {"is missing"});
+}
+
+TEST_CASE("SIGKILL at random instants of repeated saves always leaves the last or a newer checkpoint") {
+  TempDir dir;
+  const std::string ckpt = dir.file("ckpt");
+  auto model = tiny_model(6);
+  TrainingState state = sample_state(*model, 0);
+  save_checkpoint(ckpt, *model, state, {});
+  int64_t last_step = 0;
+  std::mt19937 random(12345);
+  for (int round = 0; round < 16; ++round) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      // The child saves with increasing steps until it is killed. It only does file I/O (no thread pool
+      // work: the tensors are contiguous already), which is safe after fork().
+      for (int64_t step = last_step + 1;; ++step) {
+        state.step = step;
+        state.rng["data"].offset = static_cast<uint64_t>(step);
+        try {
+          save_checkpoint(ckpt, *model, state, {});
+        } catch (...) {
+          ::_exit(3);
+        }
+      }
+    }
+    ::usleep(std::uniform_int_distribution<useconds_t>(1000, 120000)(random));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    INFO("round ", round);
+    REQUIRE_MESSAGE(WIFSIGNALED(status), "the saving child failed on its own (exit status ", WEXITSTATUS(status), ")");
+    const Checkpoint c = load_checkpoint(ckpt);
+    CHECK(c.state.step >= last_step);  // never older than a save that completed
+    CHECK(c.state.rng.at("data").offset == static_cast<uint64_t>(c.state.step));
+    check_same_weights(*model, *c.model);
+    last_step = c.state.step;
+  }
+  save_checkpoint(ckpt, *model, state, {});
+  CHECK(listing(dir.path) == std::vector<std::string>{"ckpt"});
 }
