@@ -311,6 +311,13 @@ TEST_CASE("token values, windows and lengths are checked against the vocabulary 
                {dir.file("t.bin"), "holds 5 tokens, fewer than one training window of 6 tokens"});
   f.check_window(5);
   expect_error("zero window", [&] { f.check_window(0); }, {"at least 1"});
+  // An empty file is a valid file of no tokens, and shorter than any window.
+  write_bytes(dir.file("empty.bin"), "");
+  const TokenFile none = open_token_file(dir.file("empty.bin"), {.vocab_size = 10});
+  CHECK(none.size() == 0);
+  CHECK(none.min_max() == std::pair<int64_t, int64_t>{0, 0});
+  none.validate_tokens(10);
+  expect_error("empty file", [&] { none.check_window(1); }, {"holds 0 tokens, fewer than one training window of 1"});
   int64_t out[4];
   expect_error("window past the end", [&] { f.read(3, 3, out); }, {"window [3, 6) is outside its 5 tokens"});
   expect_error("negative start", [&] { f.read(-1, 1, out); }, {"window [-1, 0)"});

@@ -252,7 +252,9 @@ void save_checkpoint(const std::string& dir, const HydraTransformer& model, cons
     io::zstd_compress_file(scratch, [&](const char* p, size_t n) { compressed.write(p, n); }, options.zstd_level);
     compressed.commit();
   }
-  fs::remove(scratch);
+  std::error_code ec;
+  fs::remove(scratch, ec);
+  HYDRA_CHECK(!ec, "cannot remove ", scratch, ": ", ec.message());
 
   CheckpointManifest m;
   m.created_by = options.created_by;
