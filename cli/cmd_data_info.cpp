@@ -41,7 +41,8 @@ Command add_data_info_command(CLI::App& hydra) {
                       << "tokens:  " << f.size() << "\n"
                       << "min id:  " << lo << "\n"
                       << "max id:  " << hi << "\n";
-            if (opt->vocab_size > 0) std::cout << "valid:   every id is below the vocabulary size " << opt->vocab_size << "\n";
+            if (opt->vocab_size > 0)
+              std::cout << "valid:   every id is below the vocabulary size " << opt->vocab_size << "\n";
             if (opt->window > 0)
               std::cout << "windows: " << f.size() / opt->window << " non-overlapping window(s) of " << opt->window << "\n";
             return 0;

@@ -5,9 +5,9 @@
 //   Sha256 h; h.update(a); h.update(b); h.hex_digest();   // the same as sha256_hex(a + b)
 //   sha256_file_hex(path)        streams the file in 1 MiB reads (constant memory for any size)
 //
-// On x86-64 CPUs with the SHA extensions the block function uses them (chosen at run time; ~8x faster),
-// elsewhere the portable code below. Digests are lowercase hex, 64 characters. Errors (a missing or unreadable file) throw hydra::Error
-// naming the path. Not here: HMAC, other hash sizes.
+// On x86-64 CPUs with the SHA extensions the block function uses them (chosen at run time; ~7x faster),
+// elsewhere the portable code. Digests are lowercase hex, 64 characters. Errors (a missing or unreadable
+// file) throw hydra::Error naming the path. Not here: HMAC, other hash sizes.
 #pragma once
 
 #include <array>

@@ -10,11 +10,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "io/npy.h"
 #include "io/token_data.h"
+#include "io/zstd.h"
 #include "support/op_harness.h"
 
 using namespace hydra;
@@ -251,8 +253,10 @@ TEST_CASE("bad token files are rejected with a message naming the file") {
   // llm.c shards.
   rejects("short header", le_bytes(std::vector<int32_t>{20240520, 1, 0}), vocab,
           {"invalid llm.c shard", "the file is 12 bytes, shorter than the 1024-byte header"});
-  rejects("bad version", llmc_shard<uint16_t>(20240520, 7, 1, {1}), vocab, {"version 7 with magic 20240520; expected version 1"});
-  rejects("bad version v7", llmc_shard<uint32_t>(20240801, 1, 1, {1}), vocab, {"version 1 with magic 20240801; expected version 7"});
+  rejects("bad version", llmc_shard<uint16_t>(20240520, 7, 1, {1}), vocab,
+          {"version 7 with magic 20240520; expected version 1"});
+  rejects("bad version v7", llmc_shard<uint32_t>(20240801, 1, 1, {1}), vocab,
+          {"version 1 with magic 20240801; expected version 7"});
   rejects("negative count", llmc_shard<uint16_t>(20240520, 1, -5, {}), vocab, {"negative token count -5"});
   rejects("count beyond the file", llmc_shard<uint16_t>(20240520, 1, 3, {1, 2}), vocab,
           {"the header says 3 uint16 tokens (1030 bytes with the header) but the file has 1028 bytes"});
@@ -336,4 +340,46 @@ TEST_CASE("token values, windows and lengths are checked against the vocabulary 
   m.validate_tokens(10);
   expect_error("late offender", [&] { m.validate_tokens(9); }, {"token 9 at position 150001"});
   CHECK(m.min_max() == std::pair<int64_t, int64_t>{5, 9});
+}
+
+TEST_CASE("random corruptions of every format are hydra::Errors or valid files, never crashes") {
+  // A poor man's fuzzer for the no-I/O parsers: 1-4 random bytes overwritten, or a random truncation,
+  // of a valid file of each format. Any exception other than hydra::Error fails the test.
+  std::mt19937 random(2024);
+  const std::vector<std::string> seeds = {
+      llmc_shard<uint16_t>(20240520, 1, 4, {1, 2, 3, 4}),
+      llmc_shard<uint32_t>(20240801, 7, 2, {70000, 5}),
+      npy_file("<u2", "(3,)", le_bytes(std::vector<uint16_t>{1, 2, 3})),
+      npy_file("<i8", "(2,)", le_bytes(std::vector<int64_t>{9, 8})),
+      zstd_bytes(llmc_shard<uint16_t>(20240520, 1, 3, {7, 8, 9})),
+      zstd_bytes(le_bytes(std::vector<uint16_t>(300, 4)), false),
+  };
+  int valid = 0, rejected = 0;
+  for (const std::string& seed : seeds) {
+    for (int trial = 0; trial < 400; ++trial) {
+      std::string bytes = seed;
+      if (trial % 4 == 3) {
+        bytes.resize(std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(random));
+      } else {
+        const int n = std::uniform_int_distribution<int>(1, 4)(random);
+        for (int k = 0; k < n; ++k)
+          bytes[std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(random)] =
+              static_cast<char>(std::uniform_int_distribution<int>(0, 255)(random));
+      }
+      try {
+        std::string plain = bytes;
+        if (has_zstd_magic(bytes)) plain = zstd_decompress(bytes, "fuzz.zst", 1 << 20);
+        const TokenLayout layout = parse_token_layout(plain, plain.size(), "fuzz", {.vocab_size = 50304});
+        // A layout that parses describes exactly the bytes of the file after its header.
+        const uint64_t item = layout.dtype == TokenDType::UInt16 ? 2 : layout.dtype == TokenDType::Int64 ? 8 : 4;
+        CHECK(layout.count >= 0);
+        CHECK(layout.data_start + static_cast<uint64_t>(layout.count) * item == plain.size());
+        ++valid;
+      } catch (const hydra::Error&) {
+        ++rejected;
+      }
+    }
+  }
+  CHECK(valid + rejected == 2400);
+  CHECK(rejected > 0);
 }

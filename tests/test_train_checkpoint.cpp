@@ -2,8 +2,8 @@
 // manifest), replacing a checkpoint, the directory as a kill would leave it at every step of the commit
 // (snapshotted from inside the protocol) and after a half-written save, one damaged file at a time
 // (a flipped byte in each file, truncation, a bad zstd frame, a wrong format version), one literal per
-// manifest and training-state rejection rule, and a child process SIGKILLed at random instants while it
-// saves over and over.
+// manifest and training-state rejection rule, random corruptions of both parsers' input, and a child
+// process SIGKILLed at random instants while it saves over and over.
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -535,4 +535,58 @@ TEST_CASE("SIGKILL at random instants of repeated saves always leaves the last o
   }
   save_checkpoint(ckpt, *model, state, {});
   CHECK(listing(dir.path) == std::vector<std::string>{"ckpt"});
+}
+
+TEST_CASE("random corruptions of a manifest and a training-state container are hydra::Errors, never crashes") {
+  TempDir dir;
+  CheckpointManifest m;
+  m.created_by = "hydra";
+  for (const char* name : {"config.json", "model.safetensors", "training_state.bin.zst"})
+    m.files[name] = {std::string(64, 'b'), 123};
+  m.data_files = {{"data/train.bin", std::string(64, 'c'), 456}};
+  const std::string manifest = checkpoint_manifest_text(m);
+  auto model = tiny_model(8);
+  TrainingState small;
+  small.optimizer_tensors["exp_avg.x"] = ones({3});
+  small.rng["data"] = {1, 2};
+  io::save_safetensors(dir.file("s"), small.optimizer_tensors,
+                       {{"format", "hydra-training-state"},
+                        {"training_state", json({{"step", 0}, {"tokens_seen", 0}, {"optimizer", 1}, {"schedule", 2},
+                                                 {"data_loader", 3}, {"rng", {{"data", {{"seed", 1}, {"offset", 2}}}}},
+                                                 {"run_config", 4}})
+                                               .dump()}});
+  const std::string state = read_bytes(dir.file("s"));
+  REQUIRE(parse_training_state(state, "s").rng.at("data") == RngState{1, 2});
+
+  std::mt19937 random(99);
+  auto mutate = [&](std::string bytes, int trial) {
+    if (trial % 4 == 3) {
+      bytes.resize(std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(random));
+    } else {
+      const int n = std::uniform_int_distribution<int>(1, 3)(random);
+      for (int k = 0; k < n; ++k)
+        bytes[std::uniform_int_distribution<size_t>(0, bytes.size() - 1)(random)] =
+            static_cast<char>(std::uniform_int_distribution<int>(0, 255)(random));
+    }
+    return bytes;
+  };
+  for (int trial = 0; trial < 600; ++trial) {
+    const std::string text = mutate(manifest, trial);
+    try {
+      // The manifest's own digest lets through only edits that leave every value as it was (whitespace).
+      const CheckpointManifest back = parse_checkpoint_manifest(text, "manifest.json");
+      CHECK(back.created_by == m.created_by);
+      CHECK(back.step == m.step);
+      CHECK(back.data_files == m.data_files);
+      for (const auto& [name, rec] : m.files) {
+        CHECK(back.files.at(name).sha256 == rec.sha256);
+        CHECK(back.files.at(name).bytes == rec.bytes);
+      }
+    } catch (const hydra::Error&) {
+    }
+    try {
+      parse_training_state(mutate(state, trial), "state");
+    } catch (const hydra::Error&) {
+    }
+  }
 }
