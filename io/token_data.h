@@ -18,7 +18,9 @@
 //
 // An explicit dtype is for raw files; a file whose header states another type is an error (the caller
 // is confused about which data it has). Uncompressed files are memory-mapped (read-only, shared with the
-// page cache), so opening a 100 GB file costs nothing until windows are read.
+// page cache), so opening a 100 GB file costs nothing until windows are read. NOTE: as with any mapping,
+// a file truncated by another process while open makes reads past its new end fault (SIGBUS): token
+// files are written once and then only read.
 //
 // Errors (hydra::Error, naming the file): a size that is not a multiple of the item size, an llm.c count
 // that disagrees with the file size, a bad llm.c version, a .npy that is not 1-D or not an integer type,

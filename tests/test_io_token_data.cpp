@@ -145,6 +145,11 @@ TEST_CASE("raw headerless files: uint16 and uint32, chosen by the option or the 
   f = open_token_file(dir.file("big.bin"), {.dtype = TokenDType::UInt16});
   CHECK(f.size() == 8);
   CHECK(f.at(0) == (100000 & 0xffff));
+  // OLMo-core's headerless ".npy": the name does not matter, only the missing \x93NUMPY magic.
+  write_bytes(dir.file("part-0-00000.npy"), le_bytes(u32));
+  f = open_token_file(dir.file("part-0-00000.npy"), {.vocab_size = 100352});
+  CHECK(f.format() == TokenFormat::Raw);
+  CHECK(all_tokens(f) == std::vector<int64_t>{100000, 3, 4294967295, 0});
   // int32 output refuses an id that does not fit rather than wrapping it.
   f = open_token_file(dir.file("big.bin"), {.dtype = TokenDType::UInt32});
   int32_t one;
