@@ -49,6 +49,7 @@ int run(int argc, char** argv) {
       add_init_command(app),
       add_info_command(app),
       add_forward_command(app),
+      add_data_info_command(app),
       add_selfcheck_command(app),
       add_version_command(app),
   };

@@ -3,8 +3,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 
+#include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -13,27 +13,17 @@ namespace hydra {
 
 namespace fs = std::filesystem;
 
+void write_model_files(const std::string& dir, const HydraTransformer& model) {
+  HYDRA_CHECK(!model.is_meta(), "save_model_dir: a meta model has no weights to save");
+  io::write_file_atomic((fs::path(dir) / "config.json").string(), model.config().to_json().dump(2) + "\n");
+  io::save_safetensors((fs::path(dir) / "model.safetensors").string(), model.state_dict(), {{"format", "hydra"}});
+}
+
 void save_model_dir(const std::string& dir, const HydraTransformer& model) {
   HYDRA_CHECK(!model.is_meta(), "save_model_dir: a meta model has no weights to save");
-  const fs::path target(dir);
-  HYDRA_CHECK(!fs::exists(target), "output directory '", dir, "' already exists; choose a new path");
-  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  HYDRA_CHECK(fs::is_directory(parent), "cannot create '", dir, "': parent directory '", parent.string(),
-              "' does not exist");
-  const fs::path temp = parent / (".tmp-" + target.filename().string() + "-" + std::to_string(::getpid()));
-  fs::remove_all(temp);
-  fs::create_directory(temp);
-  try {
-    io::write_file_atomic((temp / "config.json").string(), model.config().to_json().dump(2) + "\n");
-    io::save_safetensors((temp / "model.safetensors").string(), model.state_dict(), {{"format", "hydra"}});
-    io::fsync_directory(temp.string());
-    fs::rename(temp, target);
-    io::fsync_directory(parent.string());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove_all(temp, ignored);
-    throw;
-  }
+  io::DirectoryWriter out(dir, /*replace=*/false);
+  write_model_files(out.temp_dir(), model);
+  out.commit();
 }
 
 HydraTransformerConfig load_model_config(const std::string& dir) {

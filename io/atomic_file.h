@@ -7,8 +7,8 @@
 //
 // If commit() is never reached (an exception, an early return) the destructor removes the temp file and
 // `path` is untouched. Errors throw hydra::Error naming the path and the failing system call.
-// Not here: directory-level atomic writes (a temp directory renamed into place) for multi-file checkpoints
-// come with the checkpoint format (issue 4) and reuse fsync_directory().
+// Not here: directory-level atomic writes (a temp directory renamed into place, replacing an old one
+// safely) for model directories and checkpoints: io/atomic_dir.h, which reuses fsync_directory().
 #pragma once
 
 #include <cstddef>

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "io/atomic_file.h"
 #include "tensor/copy.h"
@@ -24,6 +25,8 @@ namespace {
 constexpr char kMagic[] = "\x93NUMPY";  // 6 bytes (plus the terminating NUL, not part of the format)
 constexpr size_t kMagicSize = 6;
 constexpr size_t kAlign = 64;           // NumPy aligns the data to 64 bytes
+constexpr const char* kSupported =
+    "'<f4' (float32), '<f8' (float64), '<i4' (int32), '<i8' (int64), '<u2' (uint16) or '<u4' (uint32)";
 
 template <class... Args>
 [[noreturn]] void fail(const std::string& file, const Args&... args) {
@@ -164,13 +167,24 @@ class HeaderParser {
   size_t pos_ = 0;
 };
 
-DType dtype_of_descr(const std::string& descr, const std::string& file) {
-  for (DType d : {DType::Float32, DType::Float64, DType::Int32, DType::Int64})
-    if (descr == descr_of(d)) return d;
+// The on-disk element types read, the Tensor dtype each becomes and its size. Unsigned ids are widened
+// to the next signed dtype that holds every value: uint16 -> int32, uint32 -> int64.
+struct DiskType {
+  const char* descr;
+  DType dtype;
+  uint64_t item_size;
+};
+constexpr DiskType kDiskTypes[] = {
+    {"<f4", DType::Float32, 4}, {"<f8", DType::Float64, 8}, {"<i4", DType::Int32, 4},
+    {"<i8", DType::Int64, 8},   {"<u2", DType::Int32, 2},   {"<u4", DType::Int64, 4},
+};
+
+const DiskType& disk_type_of_descr(const std::string& descr, const std::string& file) {
+  for (const DiskType& d : kDiskTypes)
+    if (descr == d.descr) return d;
   if (!descr.empty() && descr[0] == '>')
-    fail(file, "big-endian dtype '", descr, "' is not supported; expected '<f4', '<f8', '<i4' or '<i8'");
-  fail(file, "unsupported dtype '", descr, "'; expected '<f4' (float32), '<f8' (float64), '<i4' (int32) or '<i8' "
-       "(int64)");
+    fail(file, "big-endian dtype '", descr, "' is not supported; expected ", kSupported);
+  fail(file, "unsupported dtype '", descr, "'; expected ", kSupported);
 }
 
 }  // namespace
@@ -209,10 +223,12 @@ NpyHeader parse_npy_header(std::string_view prefix, uint64_t file_size, const st
   parsed.data_start = header_start + header_size;
   if (parsed.fortran_order)
     fail(file, "Fortran-order arrays are not supported; save a C-order array (numpy.ascontiguousarray)");
-  parsed.dtype = dtype_of_descr(parsed.descr, file);
+  const DiskType& disk = disk_type_of_descr(parsed.descr, file);
+  parsed.dtype = disk.dtype;
+  parsed.item_size = disk.item_size;
 
   // Size with overflow checks (the header may claim anything); a zero dimension makes it 0 regardless.
-  uint64_t nbytes = dtype_size(parsed.dtype);
+  uint64_t nbytes = parsed.item_size;
   bool overflow = false;
   for (int64_t d : parsed.shape)
     overflow = overflow || __builtin_mul_overflow(nbytes, static_cast<uint64_t>(d), &nbytes);
@@ -271,25 +287,52 @@ Tensor load_npy(const std::string& path) {
   const NpyHeader h = parse_npy_header(prefix, file_size, path);
   Tensor t = empty(h.shape, h.dtype);
   const uint64_t nbytes = file_size - h.data_start;
-  if (nbytes > 0) read_at(t.raw_data(), nbytes, h.data_start);
+  if (nbytes == 0) return t;
+  if (h.item_size == dtype_size(h.dtype)) {
+    read_at(t.raw_data(), nbytes, h.data_start);
+  } else {
+    // uint16/uint32 ids, widened element by element from a staging copy of the file's bytes.
+    std::vector<char> narrow(nbytes);
+    read_at(narrow.data(), nbytes, h.data_start);
+    const int64_t n = t.numel();
+    if (h.descr == "<u2") {
+      int32_t* out = t.data<int32_t>();
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, narrow.data() + 2 * i, 2);
+        out[i] = v;
+      }
+    } else {
+      HYDRA_ASSERT(h.descr == "<u4", "unexpected widened descr ", h.descr);
+      int64_t* out = t.data<int64_t>();
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t v;
+        std::memcpy(&v, narrow.data() + 4 * i, 4);
+        out[i] = v;
+      }
+    }
+  }
   return t;
 }
 
-std::string npy_header_dict(DType dtype, const Shape& shape) {
+std::string npy_header_dict(const std::string& descr, const Shape& shape) {
   // Python's repr of a tuple: "()", "(5,)", "(2, 3)".
   std::string tuple = "(";
   for (size_t i = 0; i < shape.size(); ++i) tuple.append(i ? ", " : "").append(std::to_string(shape[i]));
   tuple += shape.size() == 1 ? ",)" : ")";
-  return std::string("{'descr': '") + descr_of(dtype) + "', 'fortran_order': False, 'shape': " + tuple + ", }";
+  return "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + tuple + ", }";
 }
 
-void save_npy(const std::string& path, const Tensor& tensor) {
-  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
-  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
-  const Tensor t = kernels::contiguous_raw(tensor);
-  // As NumPy's _wrap_header: dict, spaces, '\n', the whole header ending on a multiple of 64 bytes;
-  // version 1.0 while the length fits in 16 bits.
-  const std::string dict = npy_header_dict(t.dtype(), t.shape());
+std::string npy_header_dict(DType dtype, const Shape& shape) { return npy_header_dict(descr_of(dtype), shape); }
+
+namespace {
+
+// Header (magic, version, length, padded dict) + data, as NumPy's _wrap_header lays it out: dict,
+// spaces, '\n', the whole header ending on a multiple of 64 bytes; version 1.0 while the length fits in
+// 16 bits, else 2.0.
+void write_npy(const std::string& path, const std::string& descr, const Shape& shape, const void* data,
+               size_t nbytes) {
+  const std::string dict = npy_header_dict(descr, shape);
   std::string header;
   int version = 1;
   for (version = 1; version <= 2; ++version) {
@@ -307,8 +350,54 @@ void save_npy(const std::string& path, const Tensor& tensor) {
   AtomicFile out(path);
   out.write(prefix);
   out.write(header);
-  if (t.numel() > 0) out.write(t.raw_data(), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  if (nbytes > 0) out.write(data, nbytes);
   out.commit();
+}
+
+// The values of an integer tensor as unsigned UInt, each checked to fit; the first that does not is
+// named with its row-major index.
+template <class UInt>
+std::vector<UInt> narrow_ids(const Tensor& t, const std::string& path, const std::string& descr) {
+  const std::vector<int64_t> values = t.to_vector<int64_t>();
+  std::vector<UInt> out(values.size());
+  const int64_t max = std::numeric_limits<UInt>::max();
+  for (size_t i = 0; i < values.size(); ++i) {
+    HYDRA_CHECK(values[i] >= 0 && values[i] <= max, "save_npy ", path, ": value ", values[i], " at index ", i,
+                " does not fit in '", descr, "' (0 to ", max, ")");
+    out[i] = static_cast<UInt>(values[i]);
+  }
+  return out;
+}
+
+}  // namespace
+
+void save_npy(const std::string& path, const Tensor& tensor) {
+  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
+  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
+  const Tensor t = kernels::contiguous_raw(tensor);
+  write_npy(path, descr_of(t.dtype()), t.shape(), t.numel() > 0 ? t.raw_data() : nullptr,
+            static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+}
+
+void save_npy(const std::string& path, const Tensor& tensor, const std::string& descr) {
+  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
+  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
+  if (descr == "<u2" || descr == "<u4") {
+    HYDRA_CHECK(tensor.dtype() == DType::Int32 || tensor.dtype() == DType::Int64, "save_npy ", path,
+                ": writing '", descr, "' needs an int32 or int64 tensor, got ", dtype_name(tensor.dtype()));
+    if (descr == "<u2") {
+      const std::vector<uint16_t> v = narrow_ids<uint16_t>(tensor, path, descr);
+      write_npy(path, descr, tensor.shape(), v.data(), v.size() * 2);
+    } else {
+      const std::vector<uint32_t> v = narrow_ids<uint32_t>(tensor, path, descr);
+      write_npy(path, descr, tensor.shape(), v.data(), v.size() * 4);
+    }
+    return;
+  }
+  HYDRA_CHECK(descr == descr_of(tensor.dtype()), "save_npy ", path, ": cannot write a ",
+              dtype_name(tensor.dtype()), " tensor as '", descr, "'; expected '", descr_of(tensor.dtype()),
+              "', '<u2' or '<u4'");
+  save_npy(path, tensor);
 }
 
 }  // namespace hydra::io

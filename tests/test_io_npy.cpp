@@ -255,3 +255,69 @@ TEST_CASE("valid variants: double quotes, Python 2 'L' sizes, no trailing comma,
   CHECK(h.shape.empty());
   CHECK(h.data_start == bytes.size() - 8);
 }
+
+TEST_CASE("uint16 and uint32 ids: written range-checked, read back widened to int32 / int64") {
+  TempDir dir;
+  const Tensor ids = from_vector(std::vector<int64_t>{0, 1, 65535, 7, 300, 2}, {2, 3});
+  save_npy(dir.file("u2.npy"), ids, "<u2");
+  std::string bytes = read_bytes(dir.file("u2.npy"));
+  CHECK(bytes.substr(10, 60).find("'descr': '<u2'") != std::string::npos);
+  CHECK(bytes.size() == 128 + 6 * 2);  // the header padded to 128 bytes, then 2 bytes per id
+  CHECK(bytes.substr(128, 6) == std::string("\x00\x00\x01\x00\xff\xff", 6));
+  Tensor back = load_npy(dir.file("u2.npy"));
+  CHECK(back.dtype() == DType::Int32);
+  CHECK(back.shape() == Shape{2, 3});
+  CHECK(back.to_vector<int64_t>() == ids.to_vector<int64_t>());
+
+  const Tensor big = from_vector(std::vector<int64_t>{4294967295, 0, 65536}, {3});
+  save_npy(dir.file("u4.npy"), kernels::cast_raw(big, DType::Int64), "<u4");
+  back = load_npy(dir.file("u4.npy"));
+  CHECK(back.dtype() == DType::Int64);
+  CHECK(back.to_vector<int64_t>() == std::vector<int64_t>{4294967295, 0, 65536});
+  bytes = read_bytes(dir.file("u4.npy"));
+  CHECK(bytes.size() == 128 + 3 * 4);
+
+  // An int32 tensor as '<u4' and a 0-size one.
+  save_npy(dir.file("i32.npy"), from_vector(std::vector<int32_t>{5, 6}, {2}), "<u4");
+  CHECK(load_npy(dir.file("i32.npy")).to_vector<int64_t>() == std::vector<int64_t>{5, 6});
+  save_npy(dir.file("empty.npy"), zeros({0}, DType::Int64), "<u2");
+  CHECK(load_npy(dir.file("empty.npy")).numel() == 0);
+  // The tensor's own descr works through the same overload.
+  save_npy(dir.file("own.npy"), ids, "<i8");
+  CHECK(read_bytes(dir.file("own.npy")) == [&] {
+    save_npy(dir.file("plain.npy"), ids);
+    return read_bytes(dir.file("plain.npy"));
+  }());
+
+  // The bytes a NumPy '<u2' file holds (version 1.0, written by hand here) read the same way.
+  write_bytes(dir.file("hand.npy"),
+              npy_bytes("{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }\n", std::string("\x01\x00\x02\x01\xff\xff", 6)));
+  CHECK(load_npy(dir.file("hand.npy")).to_vector<int64_t>() == std::vector<int64_t>{1, 258, 65535});
+  write_bytes(dir.file("hand4.npy"), npy_bytes("{'descr': '<u4', 'fortran_order': False, 'shape': (1,), }\n",
+                                               std::string("\xff\xff\xff\xff", 4), 2));
+  CHECK(load_npy(dir.file("hand4.npy")).to_vector<int64_t>() == std::vector<int64_t>{4294967295});
+}
+
+TEST_CASE("ids that do not fit '<u2' / '<u4', and other bad requests, write nothing") {
+  TempDir dir;
+  const std::string out = dir.file("ids.npy");
+  expect_error("too large for u2", [&] { save_npy(out, from_vector(std::vector<int64_t>{1, 65536}, {2}), "<u2"); },
+               {out, "value 65536 at index 1 does not fit in '<u2' (0 to 65535)"});
+  expect_error("negative", [&] { save_npy(out, from_vector(std::vector<int64_t>{-1}, {1}), "<u4"); },
+               {"value -1 at index 0 does not fit in '<u4'"});
+  expect_error("too large for u4",
+               [&] { save_npy(out, from_vector(std::vector<int64_t>{4294967296}, {1}), "<u4"); },
+               {"value 4294967296 at index 0"});
+  expect_error("float as u2", [&] { save_npy(out, zeros({2}), "<u2"); }, {"needs an int32 or int64 tensor"});
+  expect_error("wrong descr", [&] { save_npy(out, zeros({2}), "<f8"); },
+               {"cannot write a float32 tensor as '<f8'"});
+  CHECK_FALSE(fs::exists(out));
+  // Reading: the data size follows the item size of the descr, not of the widened dtype.
+  write_bytes(dir.file("short.npy"),
+              npy_bytes("{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }\n", std::string(4, '\0')));
+  expect_error("u2 data too short", [&] { load_npy(dir.file("short.npy")); },
+               {"short.npy", "shape [3] of '<u2' needs 6 bytes but 4 follow"});
+  write_bytes(dir.file("be.npy"),
+              npy_bytes("{'descr': '>u2', 'fortran_order': False, 'shape': (1,), }\n", std::string(2, '\0')));
+  expect_error("big-endian u2", [&] { load_npy(dir.file("be.npy")); }, {"big-endian dtype '>u2'"});
+}
