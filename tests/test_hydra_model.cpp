@@ -146,7 +146,10 @@ TEST_CASE("the loss and every parameter's gradient match PyTorch") {
     expect_close("loss", loss, f.at("loss"));
     loss.backward();
     int64_t checked = 0;
-    for (auto& [name, t] : model->named_parameters()) {
+    for (auto& entry : model->named_parameters()) {
+      // (not a structured binding: clang 14 cannot capture one in doctest's message lambda)
+      const std::string& name = entry.first;
+      const Tensor* t = entry.second;
       REQUIRE_MESSAGE(t->grad().defined(), "no gradient for ", name);
       expect_close("grad." + name, t->grad(), f.at("grad." + name));
       ++checked;
