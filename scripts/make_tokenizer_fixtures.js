@@ -8,6 +8,8 @@
 //   cl100k.tokenizer.json  HuggingFace byte-level BPE built from cl100k_base.tiktoken: merges derived from
 //                          the ranks, written as ["a", "b"] pairs, Split(regex, Isolated) + ByteLevel
 //                          (use_regex false), ignore_merges, the cl100k special tokens as added tokens
+//   tiny.tokenizer.json    a 262-token byte-level BPE for the CLI tests (tests/cli/tokenize.sh): the 256
+//                          bytes (id = byte), "ab" 256, "abc" 257, "Ġab" 258, <|endoftext|> 259
 //   expected_ids.json      {"gpt2": [case...], "cl100k": [case...]}, case = {name, text, allow_special,
 //                          ids}: the ids the reference encoders give (never ours)
 //
@@ -120,6 +122,22 @@ function buildCl100k() {
       fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab,
       merges: merges.map((m) => [m[3], m[4]]),
     },
+  };
+}
+
+// ---- tiny: small enough to read, ids easy to check by hand ----
+function buildTiny() {
+  const vocab = {};
+  for (let b = 0; b < 256; b++) vocab[BYTE_CHAR[b]] = b;
+  Object.assign(vocab, {'ab': 256, 'abc': 257, '\u0120ab': 258});
+  return {
+    version: '1.0', truncation: null, padding: null,
+    added_tokens: [addedToken(259, '<|endoftext|>')],
+    normalizer: null,
+    pre_tokenizer: {type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true},
+    post_processor: null,
+    decoder: commonTail.decoder,
+    model: {type: 'BPE', dropout: null, unk_token: null, vocab, merges: ['a b', 'ab c', '\u0120 ab']},
   };
 }
 
@@ -260,6 +278,7 @@ function cl100kCases() {
   return [...cases, ...testPlans('cl100k_base')];
 }
 
+fs.writeFileSync(path.join(outDir, 'tiny.tokenizer.json'), JSON.stringify(buildTiny(), null, 1) + '\n');
 fs.writeFileSync(path.join(outDir, 'gpt2.tokenizer.json'), JSON.stringify(buildGpt2()));
 fs.writeFileSync(path.join(outDir, 'cl100k.tokenizer.json'), JSON.stringify(buildCl100k()));
 const expected = {gpt2: gpt2Cases(), cl100k: cl100kCases()};
