@@ -375,3 +375,34 @@ TEST_CASE("rejections: each malformed tokenizer.json names the file and the prob
   expect_rejected(with([](json& j) { j["added_tokens"][0].erase("id"); }), {"added_tokens[0] lacks \"id\""});
   expect_rejected(with([](json& j) { j["added_tokens"] = "x"; }), {"\"added_tokens\" must be an array"});
 }
+
+TEST_CASE("hostile input: mutated and truncated tokenizer.json load or throw hydra::Error, nothing else") {
+  const std::string base = tiny_tokenizer().dump();
+  std::mt19937 rng(11);
+  const std::string alphabet = "{}[]\":,0123456789-.eE \\ntruefalsnul\xC4\xA0\xFF";
+  int loaded = 0, rejected = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = base;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % text.size();
+      switch (rng() % 4) {
+        case 0: text[at] = alphabet[rng() % alphabet.size()]; break;
+        case 1: text.erase(at, 1 + rng() % 8); break;
+        case 2: text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), alphabet[rng() % alphabet.size()]); break;
+        default: text.resize(at); break;
+      }
+      if (text.empty()) text.push_back('{');
+    }
+    try {
+      const Tokenizer tok = Tokenizer::from_json(text, "fuzz.json");
+      const std::string sample = "ab abc <|eot|> x\n";
+      CHECK(tok.decode(tok.encode(sample, true)) == sample);
+      ++loaded;
+    } catch (const Error&) {
+      ++rejected;
+    }  // any other exception type fails the test case
+  }
+  CHECK(loaded > 0);
+  CHECK(rejected > 0);
+}
