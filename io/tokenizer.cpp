@@ -27,8 +27,11 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool a
     HYDRA_CHECK(false, "invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex,
                 "); the tokenizer needs UTF-8 text");
   }
-  Matchers matchers;
-  for (const auto& stage : stages_) matchers.push_back(std::make_unique<Regex::Matcher>(*stage));
+  Matchers& matchers = matcher_slot_.matchers;
+  if (matchers.size() != stages_.size()) {
+    matchers.clear();
+    for (const auto& stage : stages_) matchers.push_back(std::make_unique<Regex::Matcher>(*stage));
+  }
 
   // Added tokens cut the text first. next_at[k] caches where token k next occurs (npos: nowhere
   // further), so the text is searched once per token, not once per token per cut.

@@ -83,6 +83,20 @@ class Tokenizer {
   std::vector<std::shared_ptr<const Regex>> stages_;  // the pre-tokenizer's regex splits, in order
   // pre-token -> ids; see the class comment on threads.
   mutable std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>> cache_;
+  // One matcher per stage, made on first use (making them costs ~15 us: a JIT stack each). A copy of
+  // the tokenizer starts without any, so copies share nothing mutable.
+  struct MatcherSlot {
+    Matchers matchers;
+    MatcherSlot() = default;
+    MatcherSlot(const MatcherSlot&) {}
+    MatcherSlot& operator=(const MatcherSlot&) {
+      matchers.clear();
+      return *this;
+    }
+    MatcherSlot(MatcherSlot&&) = default;
+    MatcherSlot& operator=(MatcherSlot&&) = default;
+  };
+  mutable MatcherSlot matcher_slot_;
 
   friend struct TokenizerBuilder;
 };

@@ -406,3 +406,17 @@ TEST_CASE("hostile input: mutated and truncated tokenizer.json load or throw hyd
   CHECK(loaded > 0);
   CHECK(rejected > 0);
 }
+
+TEST_CASE("copies encode independently and alike; a second encode (warm cache) gives the same ids") {
+  const Tokenizer& original = fixture_tokenizer("cl100k");
+  const std::string text = "Copies share no cache: the same words, the same ids. 12345 \r\n";
+  const std::vector<uint32_t> first = original.encode(text);
+  Tokenizer copy = original;
+  CHECK(copy.encode(text) == first);
+  CHECK(original.encode(text) == first);
+  Tokenizer assigned = fixture_tokenizer("gpt2");
+  assigned = copy;
+  CHECK(assigned.encode(text) == first);
+  const Tokenizer moved = std::move(copy);
+  CHECK(moved.encode(text) == first);
+}
