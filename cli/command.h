@@ -54,6 +54,7 @@ Command add_info_command(CLI::App& hydra);
 Command add_forward_command(CLI::App& hydra);
 Command add_data_info_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
+Command add_tokenize_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);
 
 }  // namespace hydra::cli

@@ -51,6 +51,7 @@ int run(int argc, char** argv) {
       add_forward_command(app),
       add_data_info_command(app),
       add_selfcheck_command(app),
+      add_tokenize_command(app),
       add_version_command(app),
   };
 
