@@ -18,7 +18,8 @@ PACKAGES=(
   libtbb-dev                  # oneTBB: every parallel loop
   libeigen3-dev               # Eigen
   doctest-dev                 # the unit tests
-  libzstd-dev                 # compressed token data
+  libzstd-dev                 # compressed token data and checkpoints
+  zstd                        # the zstd tool: the CLI tests make .zst files with it
   nlohmann-json3-dev          # configs, checkpoint metadata
   libcli11-dev                # the hydra command line
   libpcre2-dev                # Unicode regex for the tokenizer
