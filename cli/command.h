@@ -52,6 +52,8 @@ inline CLI::Validator integer_in_range(long long lo, long long hi) {
 Command add_init_command(CLI::App& hydra);
 Command add_info_command(CLI::App& hydra);
 Command add_forward_command(CLI::App& hydra);
+Command add_convert_command(CLI::App& hydra);
+Command add_export_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);
 

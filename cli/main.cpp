@@ -49,6 +49,8 @@ int run(int argc, char** argv) {
       add_init_command(app),
       add_info_command(app),
       add_forward_command(app),
+      add_convert_command(app),
+      add_export_command(app),
       add_selfcheck_command(app),
       add_version_command(app),
   };

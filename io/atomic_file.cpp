@@ -91,3 +91,31 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 }
 
 }  // namespace hydra::io
+
+namespace hydra::io {
+
+void write_directory_atomic(const std::string& dir, const std::function<void(const std::string& temp_dir)>& fill) {
+  namespace fs = std::filesystem;
+  const fs::path target(dir);
+  std::error_code ec;
+  HYDRA_CHECK(!fs::exists(target, ec), "output directory '", dir, "' already exists; choose a new path");
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  HYDRA_CHECK(fs::is_directory(parent, ec), "cannot create '", dir, "': parent directory '", parent.string(),
+              "' does not exist");
+  const fs::path temp = parent / (".tmp-" + target.filename().string() + "-" + std::to_string(::getpid()));
+  fs::remove_all(temp, ec);
+  HYDRA_CHECK(fs::create_directory(temp, ec), "cannot create '", temp.string(), "': ", ec.message());
+  try {
+    fill(temp.string());
+    fsync_directory(temp.string());
+    std::error_code rename_error;
+    fs::rename(temp, target, rename_error);
+    HYDRA_CHECK(!rename_error, "cannot rename '", temp.string(), "' to '", dir, "': ", rename_error.message());
+    fsync_directory(parent.string());
+  } catch (...) {
+    fs::remove_all(temp, ec);
+    throw;
+  }
+}
+
+}  // namespace hydra::io

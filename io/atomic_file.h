@@ -7,11 +7,11 @@
 //
 // If commit() is never reached (an exception, an early return) the destructor removes the temp file and
 // `path` is untouched. Errors throw hydra::Error naming the path and the failing system call.
-// Not here: directory-level atomic writes (a temp directory renamed into place) for multi-file checkpoints
-// come with the checkpoint format (issue 4) and reuse fsync_directory().
+// Multi-file outputs (an HF export) use write_directory_atomic: a temp directory renamed into place.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -45,5 +45,14 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 
 // fsync a directory so a rename inside it survives a power cut.
 void fsync_directory(const std::string& dir);
+
+}  // namespace hydra::io
+
+namespace hydra::io {
+
+// Creates directory `dir` (which must not exist; its parent must) atomically: `fill` writes the content
+// into a temporary sibling directory, which is fsynced and renamed to `dir`. If `fill` throws, the
+// temporary directory is removed and `dir` never appears.
+void write_directory_atomic(const std::string& dir, const std::function<void(const std::string& temp_dir)>& fill);
 
 }  // namespace hydra::io

@@ -350,8 +350,8 @@ TEST_CASE("malformed files are rejected with a message naming the file, the tens
   rejects("unknown dtype", st_bytes(R"({"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", eight),
           {"tensor 'w'", "unknown dtype 'F33'"});
   rejects("unsupported dtype",
-          st_bytes(R"({"lm_head.w_out.weight":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "abcd"),
-          {"unsupported dtype BF16 for tensor 'lm_head.w_out.weight'", "expected F32, F64, I32 or I64"});
+          st_bytes(R"({"lm_head.w_out.weight":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", "abcd"),
+          {"unsupported dtype U8 for tensor 'lm_head.w_out.weight'", "expected F32, F64, I32, I64, F16 or BF16"});
   rejects("missing shape", st_bytes(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", eight), {"'w'", "'shape'"});
   rejects("negative shape", st_bytes(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
           {"tensor 'w'", "shape must hold non-negative integers, got -2"});
