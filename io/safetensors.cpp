@@ -295,7 +295,8 @@ Tensor tensor_from_mapping(const std::shared_ptr<const MappedFile>& file, const 
 
 }  // namespace
 
-std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata,
+                                               std::shared_ptr<const MappedFile>* mapping) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path, "safetensors file");
   SafetensorsHeader header = parse_safetensors_header(file->bytes(), file->size(), path);
   // Check every dtype before converting anything.
@@ -307,6 +308,7 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map
   std::map<std::string, Tensor> tensors;
   for (const SafetensorsTensorInfo& t : header.tensors) tensors.emplace(t.name, tensor_from_mapping(file, header, t));
   if (metadata != nullptr) *metadata = std::move(header.metadata);
+  if (mapping != nullptr) *mapping = file;
   return tensors;
 }
 

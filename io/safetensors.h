@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/mmap_file.h"
 #include "tensor/tensor.h"
 
 namespace hydra::io {
@@ -63,8 +64,10 @@ SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // Loads every tensor (views into the mapping or converted copies, see above) and, when `metadata` is
 // given, the __metadata__ map.
+// `mapping`, when given, receives the file's mapping (tests use it to check which tensors are views).
 std::map<std::string, Tensor> load_safetensors(const std::string& path,
-                                               std::map<std::string, std::string>* metadata = nullptr);
+                                               std::map<std::string, std::string>* metadata = nullptr,
+                                               std::shared_ptr<const MappedFile>* mapping = nullptr);
 
 // Writes the tensors (any layout; meta tensors are an error) and the metadata atomically.
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,

@@ -102,25 +102,31 @@ std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_
       fail(index_path, "shard '", shard, "' (named for tensor '", example, "') does not exist in ", dir.string());
     }
   }
-  std::map<std::string, Tensor> tensors;
+  // Where each tensor really is, from the shards' headers alone (nothing is loaded until all agree).
   std::map<std::string, std::string> found_in;  // tensor -> the shard it was read from
   for (const std::string& shard : index.shards()) {
-    const std::string path = (dir / shard).string();
-    for (auto& [name, t] : load_safetensors(path)) {
-      const auto listed = index.weight_map.find(name);
-      if (listed == index.weight_map.end())
-        fail(index_path, "tensor '", name, "' is in shard '", shard, "' but not in weight_map");
-      if (const auto seen = found_in.find(name); seen != found_in.end())
-        fail(index_path, "tensor '", name, "' is in two shards: '", seen->second, "' and '", shard, "'");
-      if (listed->second != shard)
-        fail(index_path, "tensor '", name, "' is in shard '", shard, "' but weight_map puts it in '", listed->second,
-             "'");
-      found_in[name] = shard;
-      tensors.emplace(name, std::move(t));
+    for (const SafetensorsTensorInfo& t : read_safetensors_header((dir / shard).string()).tensors) {
+      if (const auto seen = found_in.find(t.name); seen != found_in.end())
+        fail(index_path, "tensor '", t.name, "' is in two shards: '", seen->second, "' and '", shard, "'");
+      found_in[t.name] = shard;
     }
+  }
+  for (const auto& [name, shard] : found_in) {
+    const auto listed = index.weight_map.find(name);
+    if (listed == index.weight_map.end())
+      fail(index_path, "tensor '", name, "' is in shard '", shard, "' but not in weight_map");
+    if (listed->second != shard)
+      fail(index_path, "tensor '", name, "' is in shard '", shard, "' but weight_map puts it in '", listed->second,
+           "'");
   }
   for (const auto& [name, shard] : index.weight_map)
     if (found_in.count(name) == 0) fail(index_path, "tensor '", name, "' is not in its shard '", shard, "'");
+
+  std::map<std::string, Tensor> tensors;
+  for (const std::string& shard : index.shards())
+    for (auto& [name, t] : load_safetensors((dir / shard).string())) tensors.emplace(name, std::move(t));
+  // A shard replaced between the two reads would show here; the counts then disagree.
+  HYDRA_CHECK(tensors.size() == found_in.size(), "safetensors index ", index_path, ": the shards changed while loading");
   return tensors;
 }
 

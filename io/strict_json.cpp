@@ -24,6 +24,10 @@ nlohmann::json parse_json_strict(std::string_view text, const std::string& prefi
     }
     return true;
   };
+  // nlohmann's lexer ends the input at a NUL byte, which would let "{...}\0<anything>" through. Raw NUL
+  // is never valid JSON (inside a string it must be written \u0000), so reject it outright.
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    throw Error(prefix + ": not valid JSON (a NUL byte at offset " + std::to_string(nul) + ")");
   json value;
   try {
     value = json::parse(text.begin(), text.end(), track);
