@@ -227,10 +227,10 @@ std::string olmo_to_hf_name(const std::string& olmo_name) {
 
 namespace {
 
-// Every HF tensor an OLMo-2 of this shape has, with its shape.
-std::map<std::string, Shape> expected_hf_shapes(const nn::TransformerConfig& c) {
+// The shape of each per-block tensor (HF suffix) and of the three others, for an OLMo-2 of config c.
+std::map<std::string, Shape> hf_block_shapes(const nn::TransformerConfig& c) {
   const int64_t C = c.d_model, F = c.hidden_size, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim;
-  const std::map<std::string, Shape> block = {
+  return {
       {"self_attn.q_proj.weight", {Q, C}},       {"self_attn.k_proj.weight", {KV, C}},
       {"self_attn.v_proj.weight", {KV, C}},      {"self_attn.o_proj.weight", {C, Q}},
       {"self_attn.q_norm.weight", {Q}},          {"self_attn.k_norm.weight", {KV}},
@@ -238,33 +238,53 @@ std::map<std::string, Shape> expected_hf_shapes(const nn::TransformerConfig& c) 
       {"mlp.up_proj.weight", {F, C}},            {"mlp.down_proj.weight", {C, F}},
       {"post_feedforward_layernorm.weight", {C}},
   };
-  std::map<std::string, Shape> all = {{"model.embed_tokens.weight", {c.vocab_size, C}},
-                                      {"model.norm.weight", {C}},
-                                      {"lm_head.weight", {c.vocab_size, C}}};
-  for (int64_t i = 0; i < c.n_layers; ++i)
-    for (const auto& [suffix, shape] : block) all["model.layers." + std::to_string(i) + "." + suffix] = shape;
-  return all;
+}
+std::map<std::string, Shape> hf_top_shapes(const nn::TransformerConfig& c) {
+  return {{"model.embed_tokens.weight", {c.vocab_size, c.d_model}},
+          {"model.norm.weight", {c.d_model}},
+          {"lm_head.weight", {c.vocab_size, c.d_model}}};
 }
 
 }  // namespace
 
 nn::StateDict olmo_state_from_hf(const std::map<std::string, Tensor>& hf_state, const nn::TransformerConfig& base,
                                  const std::string& source) {
-  const std::map<std::string, Shape> expected = expected_hf_shapes(base);
+  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
   nn::StateDict olmo;
   for (const auto& [name, t] : hf_state) {
     const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
-    const auto want = expected.find(name);
-    HYDRA_CHECK(want != expected.end(), source, ": tensor '", name, "' does not belong to a model with ",
-                base.n_layers, " layers (num_hidden_layers in config.json)");
-    HYDRA_CHECK(t.shape() == want->second, source, ": tensor '", name, "' has shape ", shape_str(t.shape()),
-                " but config.json implies ", shape_str(want->second));
+    Shape want;
+    int64_t layer = 0;
+    std::string rest;
+    if (split_indexed(name, "model.layers.", &layer, &rest)) {
+      HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
+                  base.n_layers, " layers (num_hidden_layers in config.json)");
+      want = block.at(rest);
+    } else {
+      want = top.at(name);
+    }
+    HYDRA_CHECK(t.shape() == want, source, ": tensor '", name, "' has shape ", shape_str(t.shape()),
+                " but config.json implies ", shape_str(want));
     HYDRA_CHECK(t.dtype() == DType::Float32, source, ": tensor '", name, "' is ", dtype_name(t.dtype()),
                 "; expected F32, F16 or BF16 weights");
     olmo[olmo_name] = t;
   }
-  for (const auto& [name, shape] : expected)
+  // Every name present is expected (above) and distinct, so the state is complete iff the counts agree.
+  // Otherwise name the first missing tensor. The search stops early: layers 0..k all complete would need
+  // 11 (k + 1) tensors, so a missing one appears within the first size / 11 + 1 layers (a config claiming
+  // two billion layers costs nothing here).
+  for (const auto& [name, shape] : top)
     HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
+  if (static_cast<int64_t>(hf_state.size()) != expected_count) {
+    for (int64_t i = 0; i < base.n_layers; ++i)
+      for (const auto& [suffix, shape] : block) {
+        const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
+        HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape),
+                    ")");
+      }
+    HYDRA_ASSERT(false, "tensor count ", hf_state.size(), " != ", expected_count, " yet nothing is missing");
+  }
   return olmo;
 }
 

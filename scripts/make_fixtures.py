@@ -11,8 +11,10 @@ and in float64, from ../shared/olmo2-spec.md and ../shared/seed-api.md only: emb
 (h = x + attention_norm(attention(x)); out = h + feed_forward_norm(feed_forward(h))), QK-norm over the full
 projection width, rotate-half RoPE, causal attention with scale 1/sqrt(head_dim), SwiGLU, RMSNorm with
 weight w (not 1+w) and eps inside the root, the trunk / N heads / shared lm_head split, load_olmo_state,
-forward, residual_forward, the loss and its gradients, and the head combinations. Every fixture and every
-tensor name is described in tests/fixtures/README.md.
+forward, residual_forward, the loss and its gradients, and the head combinations. It also writes a small
+HuggingFace-format OLMo-2 checkpoint (tests/fixtures/hf_olmo2_tiny/: HF names, config.json, two shards and
+an index) with the logits its weights give, for hydra convert / export. Every fixture and every tensor
+name is described in tests/fixtures/README.md.
 
 Storage rule (keeps the files small without losing anything the tests need):
   * inputs the model is given (parameters, the residual) are drawn as float32 values, so they are exactly

@@ -283,6 +283,10 @@ TEST_CASE("HF names: every OLMo-2 name maps both ways; unmapped, missing, missha
   auto shape = with([](auto& s) { s["model.layers.1.self_attn.k_proj.weight"] = zeros({48, 48}); });
   expect_error("wrong shape", [&] { olmo_state_from_hf(shape, hf.base, dir); },
                {"'model.layers.1.self_attn.k_proj.weight' has shape [48, 48] but config.json implies [24, 48]"});
+  nn::TransformerConfig huge = hf.base;
+  huge.n_layers = int64_t{1} << 31;  // a hostile config: found missing at once, nothing enumerated
+  expect_error("two billion layers", [&] { olmo_state_from_hf(good, huge, dir); },
+               {"missing tensor 'model.layers.4.mlp.down_proj.weight'"});
   auto dtype = with([](auto& s) { s["model.norm.weight"] = zeros({48}, DType::Float64); });
   expect_error("float64", [&] { olmo_state_from_hf(dtype, hf.base, dir); },
                {"'model.norm.weight' is float64", "expected F32, F16 or BF16"});
