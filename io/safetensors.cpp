@@ -21,6 +21,7 @@
 #include "io/strict_json.h"
 #include "tensor/copy.h"
 #include "tensor/error.h"
+#include "tensor/parallel.h"
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; Hydra reads and writes it as host memory");
@@ -275,11 +276,13 @@ Tensor tensor_from_mapping(const std::shared_ptr<const MappedFile>& file, const 
     Tensor x = empty(t.shape, DType::Float32);
     float* dst = x.data<float>();
     const bool bf16 = t.dtype == "BF16";
-    for (uint64_t i = 0; i < nbytes / 2; ++i) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * i, 2);  // may be unaligned
-      dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
-    }
+    parallel_for(0, static_cast<int64_t>(nbytes / 2), kGrainElementwise, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);  // may be unaligned
+        dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
+      }
+    });
     return x;
   }
   DType dtype = DType::Float32;
