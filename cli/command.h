@@ -53,6 +53,8 @@ Command add_init_command(CLI::App& hydra);
 Command add_info_command(CLI::App& hydra);
 Command add_forward_command(CLI::App& hydra);
 Command add_data_info_command(CLI::App& hydra);
+Command add_convert_command(CLI::App& hydra);
+Command add_export_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_tokenize_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);

@@ -8,16 +8,20 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <limits>
-#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
+#include "io/half.h"
+#include "io/mmap_file.h"
+#include "io/strict_json.h"
 #include "tensor/copy.h"
 #include "tensor/error.h"
+#include "tensor/parallel.h"
 
 static_assert(std::endian::native == std::endian::little,
               "safetensors data is little-endian; Hydra reads and writes it as host memory");
@@ -37,7 +41,7 @@ constexpr KnownDType kKnownDTypes[] = {
     {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
     {"BF16", 2}, {"I32", 4}, {"U32", 4},  {"F32", 4},     {"I64", 8},     {"U64", 8}, {"F64", 8},
 };
-constexpr const char* kLoadable = "F32, F64, I32 or I64";
+constexpr const char* kLoadable = "F32, F64, I32, I64, F16 or BF16";
 
 uint64_t known_dtype_size(const std::string& name) {
   for (const KnownDType& d : kKnownDTypes)
@@ -116,31 +120,6 @@ SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& en
   return info;
 }
 
-// Parses the JSON text, rejecting duplicate keys (nlohmann would silently keep one of them).
-json parse_header_json(std::string_view text, const std::string& file) {
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  json::parser_callback_t track = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.empty()) {
-      const std::string key = parsed.get<std::string>();
-      if (!open_objects.back().insert(key).second && duplicate.empty()) duplicate = key;
-    }
-    return true;
-  };
-  json header;
-  try {
-    header = json::parse(text.begin(), text.end(), track);
-  } catch (const json::exception& e) {
-    fail(file, "header is not valid JSON: ", e.what());
-  }
-  if (!duplicate.empty()) fail(file, "header names '", duplicate, "' twice");
-  return header;
-}
-
 }  // namespace
 
 const char* safetensors_dtype_name(DType dtype) {
@@ -178,7 +157,12 @@ SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t fil
   if (prefix.size() < h.data_start) fail(file, "only ", prefix.size(), " bytes given, the header needs ", h.data_start);
   const uint64_t data_size = file_size - h.data_start;
 
-  const json header = parse_header_json(prefix.substr(8, h.header_size), file);
+  json header;
+  try {
+    header = parse_json_strict(prefix.substr(8, h.header_size), "header");
+  } catch (const Error& e) {
+    fail(file, e.what());
+  }
   if (!header.is_object()) fail(file, "the header must be a JSON object, got ", header.type_name());
 
   for (const auto& [name, entry] : header.items()) {
@@ -279,25 +263,55 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   return read_header(in, path);
 }
 
-std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
-  InputFile in(path);
-  SafetensorsHeader header = read_header(in, path);
-  // Check every dtype before allocating anything.
+namespace {
+
+// One tensor out of the mapping: a zero-copy view when the bytes are already a float32 (or F64/I32/I64)
+// array at an aligned address, a copy when the file places them unaligned (the format does not require
+// alignment; reading a misaligned float is undefined behaviour), a widening to float32 for F16/BF16.
+Tensor tensor_from_mapping(const std::shared_ptr<const MappedFile>& file, const SafetensorsHeader& header,
+                           const SafetensorsTensorInfo& t) {
+  const uint64_t nbytes = t.data_end - t.data_begin;
+  const char* src = file->data() + header.data_start + t.data_begin;
+  if (t.dtype == "F16" || t.dtype == "BF16") {
+    Tensor x = empty(t.shape, DType::Float32);
+    float* dst = x.data<float>();
+    const bool bf16 = t.dtype == "BF16";
+    parallel_for(0, static_cast<int64_t>(nbytes / 2), kGrainElementwise, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);  // may be unaligned
+        dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
+      }
+    });
+    return x;
+  }
+  DType dtype = DType::Float32;
+  const bool known = safetensors_dtype_from_name(t.dtype, &dtype);
+  HYDRA_ASSERT(known, "dtype checked by the caller");
+  if (nbytes == 0) return empty(t.shape, dtype);
+  if (reinterpret_cast<uintptr_t>(src) % dtype_size(dtype) == 0)
+    return from_blob(const_cast<char*>(src), t.shape, dtype, std::const_pointer_cast<MappedFile>(file));
+  Tensor x = empty(t.shape, dtype);
+  std::memcpy(x.raw_data(), src, nbytes);
+  return x;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata,
+                                               std::shared_ptr<const MappedFile>* mapping) {
+  const std::shared_ptr<const MappedFile> file = MappedFile::open(path, "safetensors file");
+  SafetensorsHeader header = parse_safetensors_header(file->bytes(), file->size(), path);
+  // Check every dtype before converting anything.
   for (const SafetensorsTensorInfo& t : header.tensors) {
     DType dtype;
-    if (!safetensors_dtype_from_name(t.dtype, &dtype))
+    if (!safetensors_dtype_from_name(t.dtype, &dtype) && t.dtype != "F16" && t.dtype != "BF16")
       fail(path, "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
   }
   std::map<std::string, Tensor> tensors;
-  for (const SafetensorsTensorInfo& t : header.tensors) {
-    DType dtype = DType::Float32;
-    safetensors_dtype_from_name(t.dtype, &dtype);
-    Tensor x = empty(t.shape, dtype);
-    const uint64_t nbytes = t.data_end - t.data_begin;
-    if (nbytes > 0) in.read_at(x.raw_data(), nbytes, header.data_start + t.data_begin);
-    tensors.emplace(t.name, std::move(x));
-  }
+  for (const SafetensorsTensorInfo& t : header.tensors) tensors.emplace(t.name, tensor_from_mapping(file, header, t));
   if (metadata != nullptr) *metadata = std::move(header.metadata);
+  if (mapping != nullptr) *mapping = file;
   return tensors;
 }
 

@@ -15,9 +15,14 @@
 // (element size descending, name) so every tensor starts aligned to its element size, pads the header
 // with spaces to a multiple of 8 bytes, and writes atomically (io/atomic_file.h).
 //
-// Loaded dtypes: F32, F64, I32, I64 (Hydra's own). Other valid dtypes (F16, BF16, U8, ...) parse, so a
-// header can be inspected, but loading them is an error for now. Not here yet (issue 4): memory-mapped
-// zero-copy loading, F16/BF16 conversion, sharded checkpoints (model.safetensors.index.json).
+// JSON whitespace (space, tab, CR, LF) before and after the header object is accepted: writers pad the
+// header with spaces so the data starts aligned.
+//
+// Loading memory-maps the file (io/mmap_file.h). F32, F64, I32 and I64 tensors whose data sits at an
+// address aligned to the element size are zero-copy views into the mapping (which stays mapped while any
+// view lives); unaligned ones are copied. F16 and BF16 are widened to float32 (exact). Other valid dtypes
+// (U8, I8, ...) parse, so a header can be inspected, but loading them is an error. Sharded checkpoints
+// (model.safetensors.index.json) are in io/safetensors_index.h.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/mmap_file.h"
 #include "tensor/tensor.h"
 
 namespace hydra::io {
@@ -56,9 +62,12 @@ SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t fil
 // Reads and validates the header of a file without loading any data.
 SafetensorsHeader read_safetensors_header(const std::string& path);
 
-// Loads every tensor (a dense copy each) and, when `metadata` is given, the __metadata__ map.
+// Loads every tensor (views into the mapping or converted copies, see above) and, when `metadata` is
+// given, the __metadata__ map.
+// `mapping`, when given, receives the file's mapping (tests use it to check which tensors are views).
 std::map<std::string, Tensor> load_safetensors(const std::string& path,
-                                               std::map<std::string, std::string>* metadata = nullptr);
+                                               std::map<std::string, std::string>* metadata = nullptr,
+                                               std::shared_ptr<const MappedFile>* mapping = nullptr);
 
 // Writes the tensors (any layout; meta tensors are an error) and the metadata atomically.
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,

@@ -11,8 +11,10 @@ and in float64, from ../shared/olmo2-spec.md and ../shared/seed-api.md only: emb
 (h = x + attention_norm(attention(x)); out = h + feed_forward_norm(feed_forward(h))), QK-norm over the full
 projection width, rotate-half RoPE, causal attention with scale 1/sqrt(head_dim), SwiGLU, RMSNorm with
 weight w (not 1+w) and eps inside the root, the trunk / N heads / shared lm_head split, load_olmo_state,
-forward, residual_forward, the loss and its gradients, and the head combinations. Every fixture and every
-tensor name is described in tests/fixtures/README.md.
+forward, residual_forward, the loss and its gradients, and the head combinations. It also writes a small
+HuggingFace-format OLMo-2 checkpoint (tests/fixtures/hf_olmo2_tiny/: HF names, config.json, two shards and
+an index) with the logits its weights give, for hydra convert / export. Every fixture and every tensor
+name is described in tests/fixtures/README.md.
 
 Storage rule (keeps the files small without losing anything the tests need):
   * inputs the model is given (parameters, the residual) are drawn as float32 values, so they are exactly
@@ -585,6 +587,134 @@ def build_all():
     return fixtures
 
 
+# ---------------------------------------------------------------------------------------------------
+# A HuggingFace OLMo-2 checkpoint (Olmo2ForCausalLM names and config.json), for hydra convert / export
+# ---------------------------------------------------------------------------------------------------
+
+# HF name -> OLMo-core name, from ../shared/olmo2-spec.md section 2 (written here independently of the C++).
+HF_BLOCK_NAMES = {
+    "self_attn.q_proj.weight": "attention.w_q.weight", "self_attn.k_proj.weight": "attention.w_k.weight",
+    "self_attn.v_proj.weight": "attention.w_v.weight", "self_attn.o_proj.weight": "attention.w_out.weight",
+    "self_attn.q_norm.weight": "attention.q_norm.weight", "self_attn.k_norm.weight": "attention.k_norm.weight",
+    "post_attention_layernorm.weight": "attention_norm.weight",
+    "mlp.gate_proj.weight": "feed_forward.w1.weight", "mlp.up_proj.weight": "feed_forward.w3.weight",
+    "mlp.down_proj.weight": "feed_forward.w2.weight",
+    "post_feedforward_layernorm.weight": "feed_forward_norm.weight",
+}
+HF_TOP_NAMES = {"model.embed_tokens.weight": "embeddings.weight", "model.norm.weight": "lm_head.norm.weight",
+                "lm_head.weight": "lm_head.w_out.weight"}
+HF_DIR = "hf_olmo2_tiny"
+HF_EXPECTED = "hf_olmo2_tiny_expected.safetensors"
+
+
+def hf_name(olmo_name):
+    for hf, olmo in HF_TOP_NAMES.items():
+        if olmo_name == olmo:
+            return hf
+    i, suffix = olmo_name[len("blocks."):].split(".", 1)
+    return f"model.layers.{int(i)}.{[h for h, o in HF_BLOCK_NAMES.items() if o == suffix][0]}"
+
+
+def hf_config_json(cfg, max_position_embeddings):
+    """config.json as transformers writes it for Olmo2ForCausalLM (keys sorted, indent 2)."""
+    return {
+        "architectures": ["Olmo2ForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": None, "eos_token_id": cfg.real_vocab_size - 1, "hidden_act": "silu",
+        "hidden_size": cfg.d_model, "initializer_range": 0.02, "intermediate_size": cfg.hidden_size,
+        "max_position_embeddings": max_position_embeddings, "model_type": "olmo2",
+        "num_attention_heads": cfg.n_heads, "num_hidden_layers": cfg.n_layers,
+        "num_key_value_heads": cfg.n_kv_heads, "pad_token_id": cfg.real_vocab_size - 2,
+        "rms_norm_eps": cfg.norm_eps, "rope_scaling": None, "rope_theta": cfg.rope_theta,
+        "tie_word_embeddings": False, "torch_dtype": "float32", "use_cache": True,
+        "vocab_size": cfg.real_vocab_size,
+    }
+
+
+def hf_fixture():
+    """An HF OLMo-2 directory (2 shards + index) and the logits PyTorch computes from its HF-named weights.
+
+    Returns (files: relative path -> bytes, expected: tensors, expected metadata). GQA (4 query heads, 2 kv
+    heads) so num_key_value_heads is exercised; vocab 300 unpadded (hydra convert pads it).
+    """
+    cfg = Config(vocab_size=300, real_vocab_size=300, d_model=48, n_layers=4, n_heads=4, n_kv_heads=2,
+                 hidden_size=128, rope_theta=500000.0, norm_eps=1e-6, hydra_heads=1, trunk_layers=4,
+                 batch=2, seq=6)
+    gen = torch.Generator().manual_seed(4242)
+    olmo = random_olmo_state(cfg, gen)
+    hf = {hf_name(n): t.to(torch.float32) for n, t in olmo.items()}
+    assert len(hf) == len(olmo)
+    ids = torch.randint(0, cfg.real_vocab_size, (cfg.batch, cfg.seq), generator=gen, dtype=torch.int64)
+    ids[0, 0], ids[1, 2] = 0, cfg.real_vocab_size - 1
+
+    # The forward pass from the HF names: rename back (the table above) and run the OLMo-2 blocks.
+    p = {}
+    for name, t in hf.items():
+        if name in HF_TOP_NAMES:
+            p[HF_TOP_NAMES[name]] = t.to(F64)
+        else:
+            _, _, i, rest = name.split(".", 3)
+            p[f"blocks.{i}.{HF_BLOCK_NAMES[rest]}"] = t.to(F64)
+    with torch.no_grad():
+        x = p["embeddings.weight"][ids]
+        for i in range(cfg.n_layers):
+            x = block(x, p, f"blocks.{i}.", cfg)
+        logits = lm_head(x, p, cfg)  # (B, T, 300)
+
+    # Two shards, split in name order, as save_pretrained's max_shard_size would.
+    names = sorted(hf)
+    half = len(names) // 2
+    shard_names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    files, weight_map, total = {}, {}, 0
+    for k, part in enumerate([names[:half], names[half:]]):
+        files[shard_names[k]] = {n: hf[n] for n in part}
+        for n in part:
+            weight_map[n] = shard_names[k]
+            total += hf[n].numel() * 4
+    files["model.safetensors.index.json"] = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    files["config.json"] = hf_config_json(cfg, 64)
+    expected = {"input_ids": ids, "logits": logits}
+    meta = metadata("hf_olmo2_tiny_expected", cfg,
+                    "logits of the HF checkpoint hf_olmo2_tiny/ (Olmo2ForCausalLM names) for input_ids, "
+                    "from the PyTorch reference in float64; vocab 300 (unpadded)")
+    return files, expected, meta
+
+
+def write_hf_fixture(out_dir):
+    files, expected, meta = hf_fixture()
+    hf_dir = os.path.join(out_dir, HF_DIR)
+    os.makedirs(hf_dir, exist_ok=True)
+    for fname, content in files.items():
+        path = os.path.join(hf_dir, fname)
+        if fname.endswith(".json"):
+            _write_atomic(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode())
+        else:
+            save_safetensors(path, content, {"format": "pt"})
+    save_safetensors(os.path.join(out_dir, HF_EXPECTED), expected, meta)
+    print(f"{HF_DIR}/: {len(files)} files; {HF_EXPECTED}: logits {tuple(expected['logits'].shape)}")
+
+
+def check_hf_fixture(out_dir):
+    files, expected, _ = hf_fixture()
+    ok = True
+    for fname, content in files.items():
+        path = os.path.join(out_dir, HF_DIR, fname)
+        if fname.endswith(".json"):
+            with open(path) as f:
+                same = json.load(f) == content
+        else:
+            disk, _ = load_safetensors(path)
+            same = sorted(disk) == sorted(content) and all(torch.equal(disk[n], content[n]) for n in content)
+        if not same:
+            print(f"{HF_DIR}/{fname} differs", file=sys.stderr)
+            ok = False
+    disk, _ = load_safetensors(os.path.join(out_dir, HF_EXPECTED))
+    for n, t in expected.items():
+        if n not in disk or not torch.allclose(disk[n].to(t.dtype), t, rtol=1e-12, atol=1e-12):
+            print(f"{HF_EXPECTED}: {n} differs", file=sys.stderr)
+            ok = False
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
@@ -607,6 +737,7 @@ def main():
                 if not same:
                     print(f"{fname}: {n} differs", file=sys.stderr)
                     ok = False
+        ok = check_hf_fixture(out_dir) and ok
         print("fixtures match" if ok else "fixtures DIFFER")
         return 0 if ok else 1
 
@@ -625,6 +756,7 @@ def main():
         path = os.path.join(out_dir, "npy", fname)
         save_npy(path, arr, version=(2, 0) if "_v2" in fname else None)
         total += os.path.getsize(path)
+    write_hf_fixture(out_dir)
     with open(os.path.join(out_dir, "known_values.json"), "w") as f:
         json.dump(known_values(fixtures), f, indent=1)
         f.write("\n")

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -20,7 +22,10 @@
 
 #include "autograd/ops.h"
 #include "io/atomic_file.h"
+#include "io/half.h"
+#include "io/mmap_file.h"
 #include "io/safetensors.h"
+#include "io/safetensors_index.h"
 #include "tensor/copy.h"
 #include "support/op_harness.h"
 
@@ -344,14 +349,15 @@ TEST_CASE("malformed files are rejected with a message naming the file, the tens
   rejects("bad JSON", st_bytes("{\"a\": "), {"not valid JSON"});
   rejects("JSON with trailing garbage", st_bytes("{} x"), {"not valid JSON"});
   rejects("invalid UTF-8", st_bytes("{\"\xff\":{}}"), {"not valid JSON"});
+  rejects("NUL then anything", st_bytes(std::string("{}\0 xyz", 7)), {"not valid JSON (a NUL byte at offset 2)"});
   rejects("not an object", st_bytes("[1, 2]"), {"must be a JSON object", "array"});
   rejects("entry not an object", st_bytes(R"({"w": 5})"), {"tensor 'w'", "expected an object"});
   rejects("missing dtype", st_bytes(R"({"w":{"shape":[],"data_offsets":[0,0]}})"), {"tensor 'w'", "'dtype'"});
   rejects("unknown dtype", st_bytes(R"({"w":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", eight),
           {"tensor 'w'", "unknown dtype 'F33'"});
   rejects("unsupported dtype",
-          st_bytes(R"({"lm_head.w_out.weight":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", "abcd"),
-          {"unsupported dtype BF16 for tensor 'lm_head.w_out.weight'", "expected F32, F64, I32 or I64"});
+          st_bytes(R"({"lm_head.w_out.weight":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}})", "abcd"),
+          {"unsupported dtype U8 for tensor 'lm_head.w_out.weight'", "expected F32, F64, I32, I64, F16 or BF16"});
   rejects("missing shape", st_bytes(R"({"w":{"dtype":"F32","data_offsets":[0,8]}})", eight), {"'w'", "'shape'"});
   rejects("negative shape", st_bytes(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
           {"tensor 'w'", "shape must hold non-negative integers, got -2"});
@@ -423,4 +429,282 @@ TEST_CASE("valid corner cases: whitespace around the header, zero-size tensors a
   CHECK(h.tensors[0].name == "a");
   expect_error("prefix without the header", [&] { parse_safetensors_header(bytes.substr(0, 10), bytes.size(), "mem"); },
                {"mem", "only 10 bytes given"});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Memory mapping, alignment, F16 / BF16
+// ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("aligned tensors are zero-copy views into the mapping, which lives as long as a view does") {
+  TempDir dir;
+  const std::string path = dir.file("m.safetensors");
+  save_safetensors(path, {{"w", sample({4, 5}, DType::Float32)}, {"i", sample({3}, DType::Int64)}});
+  std::shared_ptr<const MappedFile> mapping;
+  Tensor w;
+  {
+    auto tensors = load_safetensors(path, nullptr, &mapping);
+    w = tensors.at("w");
+    const SafetensorsHeader h = read_safetensors_header(path);
+    REQUIRE(mapping != nullptr);
+    CHECK(mapping->size() == fs::file_size(path));
+    for (const SafetensorsTensorInfo& t : h.tensors) {
+      INFO(t.name);
+      // The view's first element is exactly the tensor's bytes in the file.
+      CHECK(tensors.at(t.name).raw_data() == mapping->data() + h.data_start + t.data_begin);
+      CHECK(mapping->contains(tensors.at(t.name).raw_data()));
+    }
+    CHECK(tensors.at("i").to_vector<int64_t>() == sample({3}, DType::Int64).to_vector<int64_t>());
+  }
+  const std::string before = read_bytes(path);
+  const void* data = w.raw_data();
+  mapping.reset();  // only the tensor holds the mapping now
+  CHECK(w.raw_data() == data);
+  CHECK(w.to_vector<float>() == sample({4, 5}, DType::Float32).to_vector<float>());
+  // Writing through a view changes this process's copy only (a private, copy-on-write mapping).
+  w.data<float>()[0] = 123.0f;
+  CHECK(w.to_vector<float>()[0] == 123.0f);
+  CHECK(read_bytes(path) == before);
+  CHECK(load_safetensors(path).at("w").to_vector<float>()[0] == sample({4, 5}, DType::Float32).to_vector<float>()[0]);
+}
+
+TEST_CASE("a float32 tensor at an unaligned file offset is copied, with the right values") {
+  TempDir dir;
+  const std::string path = dir.file("odd.safetensors");
+  // The header's length is chosen so the data region starts at an offset that is not a multiple of 4.
+  const std::string text = R"({"v":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"w":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}} )";
+  const float values[3] = {1.5f, -2.25f, 3.0e-39f};  // a subnormal too
+  std::string data(12, '\0');
+  std::memcpy(data.data(), values, 12);
+  const std::string bytes = u64_le(text.size()) + text + data;
+  REQUIRE((8 + text.size()) % 4 != 0);
+  write_bytes(path, bytes);
+  std::shared_ptr<const MappedFile> mapping;
+  const auto t = load_safetensors(path, nullptr, &mapping);
+  CHECK(t.at("v").to_vector<float>() == std::vector<float>{1.5f, -2.25f});
+  CHECK(t.at("w").to_vector<float>() == std::vector<float>{3.0e-39f});
+  for (const char* name : {"v", "w"}) {
+    INFO(name);
+    CHECK_FALSE(mapping->contains(t.at(name).raw_data()));
+    CHECK(reinterpret_cast<uintptr_t>(t.at(name).raw_data()) % alignof(float) == 0);
+  }
+}
+
+namespace {
+
+// Reference F16 decoding in double arithmetic, independent of io/half.h's bit manipulation.
+double f16_reference(uint16_t h) {
+  const int sign = (h >> 15) ? -1 : 1;
+  const int exponent = (h >> 10) & 0x1f;
+  const int mantissa = h & 0x3ff;
+  if (exponent == 0) return sign * std::ldexp(mantissa, -24);
+  if (exponent == 31) return mantissa == 0 ? sign * INFINITY : NAN;
+  return sign * std::ldexp(1024 + mantissa, exponent - 25);
+}
+
+std::string u16_le(std::initializer_list<uint16_t> values) {
+  std::string s;
+  for (uint16_t v : values) s.append(reinterpret_cast<const char*>(&v), 2);
+  return s;
+}
+
+uint32_t bits(float f) { return std::bit_cast<uint32_t>(f); }
+
+}  // namespace
+
+TEST_CASE("f16_to_float and bf16_to_float are exact for every one of the 65536 bit patterns") {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint16_t x = static_cast<uint16_t>(h);
+    const float f = f16_to_float(x);
+    const double want = f16_reference(x);
+    if (std::isnan(want)) {
+      CHECK(std::isnan(f));
+      CHECK((bits(f) >> 31) == (h >> 15));                   // the sign survives
+      CHECK(((bits(f) >> 13) & 0x3ff) == (h & 0x3ff));       // and the payload
+    } else if (static_cast<double>(f) != want || std::signbit(f) != std::signbit(want)) {
+      FAIL("F16 ", h, ": got ", f, ", want ", want);
+    }
+    // bfloat16 is the top half of a float32.
+    if (bits(bf16_to_float(x)) != (h << 16)) FAIL("BF16 ", h);
+  }
+}
+
+TEST_CASE("F16 and BF16 tensors load as float32: zeros, subnormals, extremes, infinities, NaN") {
+  TempDir dir;
+  const std::string path = dir.file("half.safetensors");
+  // F16 at data offset 0; BF16 at offset 24 (8-aligned); one F16 value at an odd offset (49) after a U8.
+  const std::string header = R"({"h":{"dtype":"F16","shape":[3,4],"data_offsets":[0,24]},)"
+                             R"("b":{"dtype":"BF16","shape":[12],"data_offsets":[24,48]},)"
+                             R"("pad":{"dtype":"U8","shape":[1],"data_offsets":[48,49]},)"
+                             R"("odd":{"dtype":"F16","shape":[1],"data_offsets":[49,51]}})";
+  const std::string f16 = u16_le({0x0000, 0x8000, 0x3C00, 0xC000, 0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7C00, 0xFC00,
+                                  0x7E00, 0x3555});
+  const std::string bf16 = u16_le({0x0000, 0x8000, 0x3F80, 0xC000, 0x0001, 0x007F, 0x0080, 0x7F7F, 0x7F80, 0xFF80,
+                                   0x7FC0, 0x3EAB});
+  write_bytes(path, st_bytes(header, f16 + bf16 + "\x07" + u16_le({0xBC00})));
+  // The U8 makes the file unloadable as a whole; check the dtype error first, then load without it.
+  expect_error("U8 alongside", [&] { load_safetensors(path); }, {"unsupported dtype U8 for tensor 'pad'"});
+
+  const std::string header2 = R"({"h":{"dtype":"F16","shape":[3,4],"data_offsets":[0,24]},)"
+                              R"("b":{"dtype":"BF16","shape":[12],"data_offsets":[24,48]},)"
+                              R"("odd":{"dtype":"F16","shape":[1],"data_offsets":[48,50]}})";
+  // Pad so the data region starts at an odd file offset: every 2-byte value is unaligned.
+  const std::string header2_padded = header2 + std::string((8 + header2.size()) % 2 == 0 ? 1 : 2, ' ');
+  REQUIRE((8 + header2_padded.size()) % 2 == 1);
+  write_bytes(path, st_bytes(header2_padded, f16 + bf16 + u16_le({0xBC00})));
+  const auto t = load_safetensors(path);
+  const Tensor& h = t.at("h");
+  CHECK(h.dtype() == DType::Float32);
+  CHECK(h.shape() == Shape{3, 4});
+  const std::vector<float> hv = h.to_vector<float>();
+  CHECK(bits(hv[0]) == 0x00000000u);
+  CHECK(bits(hv[1]) == 0x80000000u);  // -0
+  CHECK(hv[2] == 1.0f);
+  CHECK(hv[3] == -2.0f);
+  CHECK(hv[4] == std::ldexp(1.0f, -24));          // smallest F16 subnormal
+  CHECK(hv[5] == std::ldexp(1023.0f, -24));       // largest F16 subnormal
+  CHECK(hv[6] == std::ldexp(1.0f, -14));          // smallest F16 normal
+  CHECK(hv[7] == 65504.0f);                       // largest F16
+  CHECK(hv[8] == INFINITY);
+  CHECK(hv[9] == -INFINITY);
+  CHECK(std::isnan(hv[10]));
+  CHECK(hv[11] == 0.333251953125f);               // 0x3555: 1365/4096
+  const std::vector<float> bv = t.at("b").to_vector<float>();
+  CHECK(bits(bv[0]) == 0x00000000u);
+  CHECK(bits(bv[1]) == 0x80000000u);
+  CHECK(bv[2] == 1.0f);
+  CHECK(bv[3] == -2.0f);
+  CHECK(bv[4] == std::ldexp(1.0f, -133));         // smallest BF16 subnormal (a float32 subnormal)
+  CHECK(bv[5] == std::ldexp(127.0f, -133));       // largest BF16 subnormal
+  CHECK(bv[6] == std::ldexp(1.0f, -126));         // smallest normal
+  CHECK(bv[7] == 3.3895313892515355e38f);         // largest BF16
+  CHECK(bv[8] == INFINITY);
+  CHECK(bv[9] == -INFINITY);
+  CHECK(std::isnan(bv[10]));
+  CHECK(bv[11] == 0.333984375f);                  // 0x3EAB
+  CHECK(t.at("odd").to_vector<float>() == std::vector<float>{-1.0f});
+}
+
+TEST_CASE("header padding: spaces (and other JSON whitespace) before and after the object are accepted") {
+  TempDir dir;
+  const std::string path = dir.file("pad.safetensors");
+  const std::string entry = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  for (const std::string& header : {entry + "       ", " \t\r\n" + entry, "  " + entry + " \n "}) {
+    write_bytes(path, st_bytes(header, std::string("\x00\x00\x80\x3f", 4)));
+    CHECK(load_safetensors(path).at("a").to_vector<float>() == std::vector<float>{1.0f});
+  }
+  // NUL padding is not whitespace: rejected.
+  write_bytes(path, st_bytes(entry + std::string(3, '\0'), std::string("\x00\x00\x80\x3f", 4)));
+  expect_error("NUL padding", [&] { load_safetensors(path); }, {path, "not valid JSON"});
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sharded checkpoints
+// ---------------------------------------------------------------------------------------------------
+
+TEST_CASE("save_sharded_safetensors: one file under the limit, HF-named shards and an index above it") {
+  TempDir dir;
+  std::map<std::string, Tensor> tensors;
+  for (const char* name : {"a", "b", "c", "d", "e"}) tensors[name] = sample({10}, DType::Float32);  // 40 bytes each
+  fs::create_directories(dir.path / "one");
+  CHECK(save_sharded_safetensors(dir.file("one"), tensors, 200) == std::vector<std::string>{"model.safetensors"});
+  CHECK(load_safetensors_checkpoint(dir.file("one")).size() == 5);
+  CHECK_FALSE(fs::exists(dir.path / "one" / "model.safetensors.index.json"));
+
+  fs::create_directories(dir.path / "many");
+  const auto files = save_sharded_safetensors(dir.file("many"), tensors, 80, {{"format", "pt"}});
+  CHECK(files == std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                          "model-00003-of-00003.safetensors", "model.safetensors.index.json"});
+  const auto index = parse_safetensors_index(read_bytes(dir.file("many/model.safetensors.index.json")), "idx");
+  CHECK(index.total_size == std::optional<uint64_t>(200));
+  CHECK(index.weight_map == std::map<std::string, std::string>{{"a", "model-00001-of-00003.safetensors"},
+                                                               {"b", "model-00001-of-00003.safetensors"},
+                                                               {"c", "model-00002-of-00003.safetensors"},
+                                                               {"d", "model-00002-of-00003.safetensors"},
+                                                               {"e", "model-00003-of-00003.safetensors"}});
+  std::map<std::string, std::string> meta;
+  CHECK(load_safetensors(dir.file("many/model-00002-of-00003.safetensors"), &meta).size() == 2);
+  CHECK(meta.at("format") == "pt");
+  const auto back = load_safetensors_checkpoint(dir.file("many"));
+  REQUIRE(back.size() == 5);
+  for (const auto& [name, t] : tensors) CHECK(same_tensor(back.at(name), t));
+
+  // A tensor larger than the limit gets a shard of its own.
+  fs::create_directories(dir.path / "big");
+  const auto big = save_sharded_safetensors(dir.file("big"), {{"x", sample({30}, DType::Float32)}, {"y", sample({1}, DType::Float32)}}, 16);
+  CHECK(big.size() == 3);
+  CHECK(load_safetensors_checkpoint(dir.file("big")).at("x").numel() == 30);
+  // Writing is deterministic.
+  fs::create_directories(dir.path / "again");
+  save_sharded_safetensors(dir.file("again"), tensors, 80, {{"format", "pt"}});
+  for (const auto& f : files) CHECK(read_bytes(dir.file("many/" + f)) == read_bytes(dir.file("again/" + f)));
+
+  expect_error("no weights", [&] { load_safetensors_checkpoint(dir.path.string()); },
+               {"no weights in", "model.safetensors", "model.safetensors.index.json"});
+}
+
+TEST_CASE("parse_safetensors_index rejects malformed indexes, naming the file and the fault") {
+  auto rejects = [](const std::string& name, const std::string& text, std::vector<std::string> must_contain) {
+    must_contain.push_back("index.json");
+    expect_error(name, [&] { parse_safetensors_index(text, "index.json"); }, must_contain);
+  };
+  rejects("bad JSON", R"({"weight_map": )", {"not valid JSON"});
+  rejects("invalid UTF-8", "{\"weight_map\":{\"\xff\":\"a.safetensors\"}}", {"not valid JSON"});
+  rejects("not an object", "[]", {"expected a JSON object, got array"});
+  rejects("no weight_map", R"({"metadata": {}})", {"missing 'weight_map'"});
+  rejects("weight_map not an object", R"({"weight_map": ["a"]})", {"'weight_map' must be an object, got array"});
+  rejects("empty weight_map", R"({"weight_map": {}})", {"lists no tensors"});
+  rejects("shard not a string", R"({"weight_map": {"w": 3}})", {"tensor 'w'", "must be a file name string, got 3"});
+  rejects("shard in a parent directory", R"({"weight_map": {"w": "../x.safetensors"}})",
+          {"tensor 'w'", "'../x.safetensors' must be a file name in the index's directory"});
+  rejects("absolute shard path", R"({"weight_map": {"w": "/etc/x.safetensors"}})", {"must be a file name"});
+  rejects("empty shard name", R"({"weight_map": {"w": ""}})", {"must be a file name"});
+  rejects("shard not .safetensors", R"({"weight_map": {"w": "model.bin"}})", {"'model.bin' does not end in .safetensors"});
+  rejects("tensor listed twice", R"({"weight_map": {"w": "a.safetensors", "w": "b.safetensors"}})", {"names 'w' twice"});
+  rejects("metadata not an object", R"({"metadata": 5, "weight_map": {"w": "a.safetensors"}})",
+          {"'metadata' must be an object"});
+  rejects("negative total_size", R"({"metadata": {"total_size": -4}, "weight_map": {"w": "a.safetensors"}})",
+          {"total_size must be a non-negative integer, got -4"});
+  rejects("string total_size", R"({"metadata": {"total_size": "12"}, "weight_map": {"w": "a.safetensors"}})",
+          {"total_size must be a non-negative integer"});
+  const auto ok = parse_safetensors_index(R"( {"metadata": null, "weight_map": {"w": "a.safetensors"}, "x": 1} )", "i");
+  CHECK_FALSE(ok.total_size.has_value());
+  CHECK(ok.shards() == std::vector<std::string>{"a.safetensors"});
+}
+
+TEST_CASE("load_sharded_safetensors: every shard exists, every tensor is where the index says, and only there") {
+  TempDir dir;
+  const Tensor v = sample({2}, DType::Float32);
+  save_safetensors(dir.file("s1.safetensors"), {{"a", v}, {"b", v}});
+  save_safetensors(dir.file("s2.safetensors"), {{"c", v}});
+  save_safetensors(dir.file("s3.safetensors"), {{"b", v}});
+  const std::string index = dir.file("model.safetensors.index.json");
+  auto with_index = [&](const std::string& text) { write_bytes(index, text); };
+
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors", "c": "s2.safetensors"}})");
+  const auto all = load_sharded_safetensors(index);
+  CHECK(all.size() == 3);
+  CHECK(same_tensor(all.at("c"), v));
+
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors", "c": "gone.safetensors"}})");
+  expect_error("missing shard", [&] { load_sharded_safetensors(index); },
+               {index, "shard 'gone.safetensors' (named for tensor 'c') does not exist"});
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors", "c": "s1.safetensors"}})");
+  expect_error("tensor not in its shard", [&] { load_sharded_safetensors(index); },
+               {index, "tensor 'c' is not in its shard 's1.safetensors'"});
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "b": "s3.safetensors", "c": "s2.safetensors"}})");
+  expect_error("tensor in two shards", [&] { load_sharded_safetensors(index); },
+               {index, "tensor 'b' is in two shards: 's1.safetensors' and 's3.safetensors'"});
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "c": "s2.safetensors"}})");
+  expect_error("tensor not listed", [&] { load_sharded_safetensors(index); },
+               {index, "tensor 'b' is in shard 's1.safetensors' but not in weight_map"});
+  with_index(R"({"weight_map": {"a": "s1.safetensors", "b": "s2.safetensors", "c": "s2.safetensors"}})");
+  expect_error("tensor in another shard than listed", [&] { load_sharded_safetensors(index); },
+               {index, "tensor 'b' is in shard 's1.safetensors' but weight_map puts it in 's2.safetensors'"});
+  with_index("{\"weight_map\": ");
+  expect_error("bad JSON", [&] { load_sharded_safetensors(index); }, {index, "not valid JSON"});
+  write_bytes(dir.file("bad.safetensors"), "garbage!");
+  with_index(R"({"weight_map": {"a": "bad.safetensors"}})");
+  expect_error("corrupt shard", [&] { load_sharded_safetensors(index); }, {"bad.safetensors", "header length"});
+  expect_error("missing index", [&] { load_sharded_safetensors(dir.file("none.json")); },
+               {"cannot read safetensors index", "none.json"});
 }

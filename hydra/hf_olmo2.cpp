@@ -1,0 +1,343 @@
+// HuggingFace OLMo-2 in and out (the mapping and the rules are in hf_olmo2.h).
+#include "hydra/hf_olmo2.h"
+
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "io/atomic_dir.h"
+#include "io/atomic_file.h"
+#include "io/safetensors_index.h"
+#include "io/strict_json.h"
+#include "tensor/error.h"
+
+namespace hydra {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Per-block names: HF suffix after "model.layers.{i}." <-> OLMo-core suffix after "blocks.{i}.".
+constexpr std::pair<const char*, const char*> kBlockNames[] = {
+    {"self_attn.q_proj.weight", "attention.w_q.weight"},
+    {"self_attn.k_proj.weight", "attention.w_k.weight"},
+    {"self_attn.v_proj.weight", "attention.w_v.weight"},
+    {"self_attn.o_proj.weight", "attention.w_out.weight"},
+    {"self_attn.q_norm.weight", "attention.q_norm.weight"},
+    {"self_attn.k_norm.weight", "attention.k_norm.weight"},
+    {"post_attention_layernorm.weight", "attention_norm.weight"},
+    {"mlp.gate_proj.weight", "feed_forward.w1.weight"},
+    {"mlp.up_proj.weight", "feed_forward.w3.weight"},
+    {"mlp.down_proj.weight", "feed_forward.w2.weight"},
+    {"post_feedforward_layernorm.weight", "feed_forward_norm.weight"},
+};
+constexpr std::pair<const char*, const char*> kTopNames[] = {
+    {"model.embed_tokens.weight", "embeddings.weight"},
+    {"model.norm.weight", "lm_head.norm.weight"},
+    {"lm_head.weight", "lm_head.w_out.weight"},
+};
+
+// Config integers are bounded so no product of two of them overflows (shapes are checked against the
+// weights before anything is allocated, so these limits only keep the arithmetic honest).
+constexpr int64_t kMaxConfigInt = int64_t{1} << 31;
+
+// "<prefix><index>.<rest>" -> (index, rest); false when name does not have that form.
+bool split_indexed(const std::string& name, const std::string& prefix, int64_t* index, std::string* rest) {
+  if (!name.starts_with(prefix)) return false;
+  const size_t dot = name.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size()) return false;
+  const char* first = name.data() + prefix.size();
+  const char* last = name.data() + dot;
+  if (*first == '0' && last - first > 1) return false;  // "01" is not a layer index HF writes
+  auto [end, ec] = std::from_chars(first, last, *index);
+  if (ec != std::errc() || end != last || *index < 0) return false;
+  *rest = name.substr(dot + 1);
+  return true;
+}
+
+const nlohmann::json* find_field(const nlohmann::json& j, const char* name) {
+  const auto it = j.find(name);
+  return it == j.end() ? nullptr : &*it;
+}
+
+int64_t required_int(const nlohmann::json& j, const char* name, const std::string& file) {
+  const nlohmann::json* v = find_field(j, name);
+  HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
+  HYDRA_CHECK(v->is_number_integer() && v->get<int64_t>() >= 1 && v->get<int64_t>() <= kMaxConfigInt, file,
+              ": field '", name, "' must be a whole number from 1 to ", kMaxConfigInt, ", got ", v->dump());
+  return v->get<int64_t>();
+}
+
+double required_positive(const nlohmann::json& j, const char* name, const std::string& file) {
+  const nlohmann::json* v = find_field(j, name);
+  HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
+  HYDRA_CHECK(v->is_number() && v->get<double>() > 0, file, ": field '", name, "' must be a positive number, got ",
+              v->dump());
+  return v->get<double>();
+}
+
+// A boolean that Hydra supports only as false; missing or null means false (Olmo2Config's default).
+void require_false(const nlohmann::json& j, const char* name, const std::string& file, const char* why) {
+  const nlohmann::json* v = find_field(j, name);
+  if (v == nullptr || v->is_null()) return;
+  HYDRA_CHECK(v->is_boolean(), file, ": field '", name, "' must be true or false, got ", v->dump());
+  HYDRA_CHECK(!v->get<bool>(), file, ": ", name, " = true is not supported (", why, ")");
+}
+
+std::string read_config_text(const std::string& path) {
+  std::error_code ec;
+  HYDRA_CHECK(fs::is_regular_file(path, ec), "cannot read '", path, "' (is the directory an HF checkpoint?)");
+  // A config.json is a few kB; refuse to read anything absurd into memory.
+  const uintmax_t size = fs::file_size(path, ec);
+  HYDRA_CHECK(!ec && size <= 10'000'000, path, ": ", size, " bytes is too large for a config.json");
+  std::ifstream in(path, std::ios::binary);
+  HYDRA_CHECK(in.good(), "cannot read '", path, "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& file) {
+  const nlohmann::json j = io::parse_json_strict(text, file);
+  HYDRA_CHECK(j.is_object(), file, ": expected a JSON object, got ", j.type_name());
+
+  const nlohmann::json* model_type = find_field(j, "model_type");
+  HYDRA_CHECK(model_type != nullptr, file, ": missing field 'model_type' (expected \"olmo2\")");
+  HYDRA_CHECK(model_type->is_string() && model_type->get<std::string>() == "olmo2", file, ": model_type ",
+              model_type->dump(), " is not supported (expected \"olmo2\", an Olmo2ForCausalLM checkpoint)");
+  if (const nlohmann::json* arch = find_field(j, "architectures"); arch != nullptr && !arch->is_null()) {
+    bool found = false;
+    if (arch->is_array())
+      for (const auto& a : *arch) found = found || (a.is_string() && a.get<std::string>() == "Olmo2ForCausalLM");
+    HYDRA_CHECK(found, file, ": architectures ", arch->dump(), " does not list \"Olmo2ForCausalLM\"");
+  }
+
+  require_false(j, "tie_word_embeddings", file, "Hydra's lm_head has its own weight, separate from the embeddings");
+  require_false(j, "attention_bias", file, "Hydra's attention projections have no bias");
+  if (const nlohmann::json* scaling = find_field(j, "rope_scaling"); scaling != nullptr)
+    HYDRA_CHECK(scaling->is_null(), file, ": rope_scaling ", scaling->dump(),
+                " is not supported (Hydra implements plain RoPE; expected null)");
+  if (const nlohmann::json* act = find_field(j, "hidden_act"); act != nullptr)
+    HYDRA_CHECK(act->is_string() && act->get<std::string>() == "silu", file, ": hidden_act ", act->dump(),
+                " is not supported (expected \"silu\": the SwiGLU feed-forward)");
+
+  HfOlmo2Config hf;
+  nn::TransformerConfig& c = hf.base;
+  c.vocab_size = required_int(j, "vocab_size", file);
+  c.d_model = required_int(j, "hidden_size", file);
+  c.hidden_size = required_int(j, "intermediate_size", file);
+  c.n_layers = required_int(j, "num_hidden_layers", file);
+  c.n_heads = required_int(j, "num_attention_heads", file);
+  const nlohmann::json* kv = find_field(j, "num_key_value_heads");
+  c.n_kv_heads = (kv == nullptr || kv->is_null()) ? c.n_heads : required_int(j, "num_key_value_heads", file);
+  c.norm_eps = required_positive(j, "rms_norm_eps", file);
+  c.rope_theta = required_positive(j, "rope_theta", file);
+  c.qk_norm = true;
+  if (const nlohmann::json* init = find_field(j, "initializer_range"); init != nullptr && init->is_number() &&
+                                                                       init->get<double>() > 0)
+    c.init_std = init->get<double>();
+  hf.max_position_embeddings = required_int(j, "max_position_embeddings", file);
+
+  HYDRA_CHECK(c.d_model % c.n_heads == 0, file, ": hidden_size ", c.d_model, " is not a multiple of num_attention_heads ",
+              c.n_heads);
+  c.head_dim = c.d_model / c.n_heads;
+  if (const nlohmann::json* hd = find_field(j, "head_dim"); hd != nullptr && !hd->is_null())
+    HYDRA_CHECK(hd->is_number_integer() && hd->get<int64_t>() == c.head_dim, file, ": head_dim ", hd->dump(),
+                " is not supported (Hydra's head_dim is hidden_size / num_attention_heads = ", c.head_dim, ")");
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(file + ": " + e.what());
+  }
+  return hf;
+}
+
+nlohmann::ordered_json hf_olmo2_config_json(const nn::TransformerConfig& c, int64_t max_position_embeddings) {
+  HYDRA_CHECK(c.head_dim * c.n_heads == c.d_model, "export: head_dim ", c.head_dim, " x ", c.n_heads,
+              " heads != d_model ", c.d_model, " (HF OLMo-2 derives head_dim from hidden_size)");
+  HYDRA_CHECK(c.qk_norm, "export: HF OLMo-2 always has QK-norm; this model has none");
+  // Keys sorted, as transformers writes them.
+  nlohmann::ordered_json j;
+  j["architectures"] = {"Olmo2ForCausalLM"};
+  j["attention_bias"] = false;
+  j["attention_dropout"] = 0.0;
+  j["bos_token_id"] = nullptr;
+  j["eos_token_id"] = nullptr;
+  j["hidden_act"] = "silu";
+  j["hidden_size"] = c.d_model;
+  j["initializer_range"] = c.init_std;
+  j["intermediate_size"] = c.hidden_size;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["model_type"] = "olmo2";
+  j["num_attention_heads"] = c.n_heads;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_key_value_heads"] = c.n_kv_heads;
+  j["pad_token_id"] = nullptr;
+  j["rms_norm_eps"] = c.norm_eps;
+  j["rope_scaling"] = nullptr;
+  j["rope_theta"] = c.rope_theta;
+  j["tie_word_embeddings"] = false;
+  j["torch_dtype"] = "float32";
+  j["use_cache"] = true;
+  j["vocab_size"] = c.vocab_size;
+  return j;
+}
+
+HydraTransformerConfig hydra_config_from_hf(const HfOlmo2Config& hf, int64_t n_heads, int64_t heads_depth,
+                                            int64_t vocab_size) {
+  HYDRA_CHECK(vocab_size == 0 || vocab_size >= hf.base.vocab_size, "--vocab-size ", vocab_size,
+              " is smaller than the checkpoint's vocab_size ", hf.base.vocab_size, " (it can only pad)");
+  HYDRA_CHECK(heads_depth >= 1 && heads_depth < hf.base.n_layers + 1, "--heads-depth ", heads_depth,
+              " must be from 1 to num_hidden_layers (", hf.base.n_layers, ")");
+  HydraTransformerConfig h;
+  h.base_config = hf.base;
+  if (vocab_size != 0) h.base_config.vocab_size = vocab_size;
+  h.n_heads = n_heads;
+  h.head_layers = heads_depth;
+  h.trunk_layers = hf.base.n_layers - heads_depth;
+  h.validate();
+  return h;
+}
+
+std::string hf_to_olmo_name(const std::string& hf_name, const std::string& source) {
+  for (const auto& [hf, olmo] : kTopNames)
+    if (hf_name == hf) return olmo;
+  int64_t i = 0;
+  std::string rest;
+  if (split_indexed(hf_name, "model.layers.", &i, &rest))
+    for (const auto& [hf, olmo] : kBlockNames)
+      if (rest == hf) return "blocks." + std::to_string(i) + "." + olmo;
+  throw Error(detail::concat_message(source, ": tensor '", hf_name,
+                                     "' is not an OLMo-2 weight (no mapping to Hydra; see olmo2-spec.md §2)"));
+}
+
+std::string olmo_to_hf_name(const std::string& olmo_name) {
+  for (const auto& [hf, olmo] : kTopNames)
+    if (olmo_name == olmo) return hf;
+  int64_t i = 0;
+  std::string rest;
+  if (split_indexed(olmo_name, "blocks.", &i, &rest))
+    for (const auto& [hf, olmo] : kBlockNames)
+      if (rest == olmo) return "model.layers." + std::to_string(i) + "." + hf;
+  throw Error("no HF OLMo-2 name for OLMo-core tensor '" + olmo_name + "'");
+}
+
+namespace {
+
+// The shape of each per-block tensor (HF suffix) and of the three others, for an OLMo-2 of config c.
+std::map<std::string, Shape> hf_block_shapes(const nn::TransformerConfig& c) {
+  const int64_t C = c.d_model, F = c.hidden_size, Q = c.n_heads * c.head_dim, KV = c.n_kv_heads * c.head_dim;
+  return {
+      {"self_attn.q_proj.weight", {Q, C}},       {"self_attn.k_proj.weight", {KV, C}},
+      {"self_attn.v_proj.weight", {KV, C}},      {"self_attn.o_proj.weight", {C, Q}},
+      {"self_attn.q_norm.weight", {Q}},          {"self_attn.k_norm.weight", {KV}},
+      {"post_attention_layernorm.weight", {C}},  {"mlp.gate_proj.weight", {F, C}},
+      {"mlp.up_proj.weight", {F, C}},            {"mlp.down_proj.weight", {C, F}},
+      {"post_feedforward_layernorm.weight", {C}},
+  };
+}
+std::map<std::string, Shape> hf_top_shapes(const nn::TransformerConfig& c) {
+  return {{"model.embed_tokens.weight", {c.vocab_size, c.d_model}},
+          {"model.norm.weight", {c.d_model}},
+          {"lm_head.weight", {c.vocab_size, c.d_model}}};
+}
+
+}  // namespace
+
+nn::StateDict olmo_state_from_hf(const std::map<std::string, Tensor>& hf_state, const nn::TransformerConfig& base,
+                                 const std::string& source) {
+  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
+  nn::StateDict olmo;
+  for (const auto& [name, t] : hf_state) {
+    const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
+    Shape want;
+    int64_t layer = 0;
+    std::string rest;
+    if (split_indexed(name, "model.layers.", &layer, &rest)) {
+      HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
+                  base.n_layers, " layers (num_hidden_layers in config.json)");
+      want = block.at(rest);
+    } else {
+      want = top.at(name);
+    }
+    HYDRA_CHECK(t.shape() == want, source, ": tensor '", name, "' has shape ", shape_str(t.shape()),
+                " but config.json implies ", shape_str(want));
+    HYDRA_CHECK(t.dtype() == DType::Float32, source, ": tensor '", name, "' is ", dtype_name(t.dtype()),
+                "; expected F32, F16 or BF16 weights");
+    olmo[olmo_name] = t;
+  }
+  // Every name present is expected (above) and distinct, so the state is complete iff the counts agree.
+  // Otherwise name the first missing tensor. The search stops early: layers 0..k all complete would need
+  // 11 (k + 1) tensors, so a missing one appears within the first size / 11 + 1 layers (a config claiming
+  // two billion layers costs nothing here).
+  for (const auto& [name, shape] : top)
+    HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
+  if (static_cast<int64_t>(hf_state.size()) != expected_count) {
+    for (int64_t i = 0; i < base.n_layers; ++i)
+      for (const auto& [suffix, shape] : block) {
+        const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
+        HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape),
+                    ")");
+      }
+    HYDRA_ASSERT(false, "tensor count ", hf_state.size(), " != ", expected_count, " yet nothing is missing");
+  }
+  return olmo;
+}
+
+std::unique_ptr<HydraTransformer> load_hf_olmo2(const std::string& hf_dir, int64_t n_heads, int64_t heads_depth,
+                                                int64_t vocab_size) {
+  const std::string config_path = (fs::path(hf_dir) / "config.json").string();
+  const HfOlmo2Config hf = parse_hf_olmo2_config(read_config_text(config_path), config_path);
+  const HydraTransformerConfig config = hydra_config_from_hf(hf, n_heads, heads_depth, vocab_size);
+  // Every check on the weights happens before the model is allocated.
+  const nn::StateDict olmo = olmo_state_from_hf(io::load_safetensors_checkpoint(hf_dir), hf.base, hf_dir);
+  auto model = config.build("cpu");
+  HydraTransformer::load_olmo_state(*model, olmo, config.trunk_layers, config.base_config.vocab_size);
+  return model;
+}
+
+std::map<std::string, Tensor> hf_state_for_head(const HydraTransformer& model, int64_t head) {
+  const HydraTransformerConfig& c = model.config();
+  HYDRA_CHECK(head >= 0 && head < c.n_heads, "export: head ", head, " is outside [0, ", c.n_heads, ")");
+  HYDRA_CHECK(!model.is_meta(), "export: a meta model has no weights");
+  const std::string head_prefix = "heads." + std::to_string(head) + ".blocks.";
+  std::map<std::string, Tensor> hf;
+  for (const auto& [name, t] : model.state_dict()) {
+    int64_t i = 0;
+    std::string rest;
+    std::string olmo;
+    if (split_indexed(name, "trunk.blocks.", &i, &rest)) {
+      olmo = "blocks." + std::to_string(i) + "." + rest;
+    } else if (split_indexed(name, head_prefix, &i, &rest)) {
+      olmo = "blocks." + std::to_string(c.trunk_layers + i) + "." + rest;  // renumbered after the trunk
+    } else if (name.starts_with("heads.")) {
+      continue;  // another head
+    } else if (name.starts_with("trunk.")) {
+      olmo = name.substr(6);
+    } else {
+      olmo = name;  // lm_head.*
+    }
+    hf[olmo_to_hf_name(olmo)] = t;
+  }
+  return hf;
+}
+
+std::vector<std::string> export_hf_olmo2(const HydraTransformer& model, int64_t head, const std::string& out_dir,
+                                         int64_t max_position_embeddings, uint64_t max_shard_bytes) {
+  const std::map<std::string, Tensor> hf = hf_state_for_head(model, head);
+  const std::string config = hf_olmo2_config_json(model.config().base_config, max_position_embeddings).dump(2) + "\n";
+  std::vector<std::string> files;
+  io::DirectoryWriter out(out_dir, /*replace=*/false);
+  io::write_file_atomic(out.file("config.json"), config);
+  // transformers refuses safetensors whose metadata "format" is not pt, tf, flax or mlx.
+  files = io::save_sharded_safetensors(out.temp_dir(), hf, max_shard_bytes, {{"format", "pt"}});
+  out.commit();
+  return files;
+}
+
+}  // namespace hydra
