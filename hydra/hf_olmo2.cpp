@@ -10,7 +10,7 @@
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/safetensors_index.h"
-#include "io/strict_json.h"
+#include "io/json_file.h"
 #include "tensor/error.h"
 
 namespace hydra {
@@ -102,7 +102,7 @@ std::string read_config_text(const std::string& path) {
 }  // namespace
 
 HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& file) {
-  const nlohmann::json j = io::parse_json_strict(text, file);
+  const nlohmann::json j = io::parse_json_text(text, file);
   HYDRA_CHECK(j.is_object(), file, ": expected a JSON object, got ", j.type_name());
 
   const nlohmann::json* model_type = find_field(j, "model_type");

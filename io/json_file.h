@@ -1,5 +1,10 @@
-// Reading JSON files (config.json, index and manifest files, tokenizer.json) with errors that name the
-// file: one place for it, so every reader reports a missing file or a syntax error the same way.
+// Reading JSON files (config.json, shard indexes, manifests, safetensors headers) that may be hostile, with
+// errors that name the file: one place for it, so every reader rejects the same things the same way.
+//
+// Strict: the whole text must be one JSON value (whitespace around it allowed), valid UTF-8, with no raw
+// NUL byte (nlohmann's lexer would stop there and let "{...}\0<anything>" through) and no object naming
+// a key twice (nlohmann would silently keep one of the two, so a file could mean different things to
+// Hydra and to another reader).
 #pragma once
 
 #include <string>
@@ -9,8 +14,8 @@
 
 namespace hydra::io {
 
-// Parses `text`; a syntax error (or invalid UTF-8, which nlohmann rejects) becomes a hydra::Error
-// "<source>: not valid JSON (<parser message>)". No I/O: the fuzz targets call this.
+// Parses `text`. Errors: "<source>: not valid JSON (<why>)" or "<source>: names '<key>' twice".
+// No I/O: the fuzz targets call this.
 nlohmann::json parse_json_text(std::string_view text, const std::string& source);
 
 // Reads and parses a whole file. `what` says what the file should be, for the message when it cannot

@@ -18,7 +18,7 @@
 #include "io/atomic_file.h"
 #include "io/half.h"
 #include "io/mmap_file.h"
-#include "io/strict_json.h"
+#include "io/json_file.h"
 #include "tensor/copy.h"
 #include "tensor/error.h"
 #include "tensor/parallel.h"
@@ -159,7 +159,7 @@ SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t fil
 
   json header;
   try {
-    header = parse_json_strict(prefix.substr(8, h.header_size), "header");
+    header = parse_json_text(prefix.substr(8, h.header_size), "header");
   } catch (const Error& e) {
     fail(file, e.what());
   }

@@ -9,7 +9,7 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
-#include "io/strict_json.h"
+#include "io/json_file.h"
 #include "tensor/error.h"
 
 namespace hydra::io {
@@ -60,7 +60,7 @@ std::vector<std::string> SafetensorsIndex::shards() const {
 SafetensorsIndex parse_safetensors_index(std::string_view text, const std::string& file) {
   nlohmann::json j;
   try {
-    j = parse_json_strict(text, "content");
+    j = parse_json_text(text, "content");
   } catch (const Error& e) {
     fail(file, e.what());
   }

@@ -471,7 +471,7 @@ TEST_CASE("training-state container rules, one literal each") {
   rejects("no format", container({}, {}), "lacks format \"hydra-training-state\"");
   rejects("no state", container({}, {{"format", "hydra-training-state"}}), "lacks 'training_state'");
   rejects("state not JSON", container({}, {{"format", "hydra-training-state"}, {"training_state", "{"}}),
-          "training_state metadata is not valid JSON");
+          "(its training_state metadata): not valid JSON");
   rejects("missing step", with_fields([](json& j) { j.erase("step"); }), "lacks the field 'step'");
   rejects("negative tokens", with_fields([](json& j) { j["tokens_seen"] = -3; }),
           "field 'tokens_seen' must be a non-negative integer");

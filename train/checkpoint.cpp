@@ -12,6 +12,7 @@
 
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
+#include "io/json_file.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
@@ -133,12 +134,7 @@ std::string checkpoint_manifest_text(const CheckpointManifest& manifest) {
 }
 
 CheckpointManifest parse_checkpoint_manifest(std::string_view text, const std::string& file) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(file + ": the checkpoint manifest is not valid JSON (" + e.what() + ")");
-  }
+  const json j = io::parse_json_text(text, file);
   HYDRA_CHECK(j.is_object(), file, ": the checkpoint manifest must be a JSON object");
   const std::string where = "the manifest";
   const json& format = field(j, "format", file, where);
@@ -193,12 +189,7 @@ TrainingState parse_training_state(std::string_view bytes, const std::string& fi
               ": not a Hydra training state (its safetensors __metadata__ lacks format \"", kStateFormat, "\")");
   auto text = header.metadata.find("training_state");
   HYDRA_CHECK(text != header.metadata.end(), file, ": the __metadata__ lacks 'training_state'");
-  json j;
-  try {
-    j = json::parse(text->second);
-  } catch (const json::exception& e) {
-    throw Error(file + ": the training_state metadata is not valid JSON (" + e.what() + ")");
-  }
+  const json j = io::parse_json_text(text->second, file + " (its training_state metadata)");
   HYDRA_CHECK(j.is_object(), file, ": the training_state metadata must be a JSON object");
   const std::string where = "the training state";
   TrainingState s;
