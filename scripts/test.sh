@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build, and run every test twice:
 #   1. `build`      Release with -Werror (warnings in our code fail the build), ctest;
-#   2. `build-asan` clang, Release with AddressSanitizer + UndefinedBehaviorSanitizer (and libFuzzer's
-#                   coverage instrumentation), ctest; any sanitizer report fails the run;
-#   3. every libFuzzer target, built in build-asan/ too, for $HYDRA_FUZZ_SECONDS seconds each
-#      (default 30; 0 skips them) via scripts/fuzz.sh.
-# One clang tree serves both 2 and 3, so the library is compiled twice in all (gcc and clang), not three
-# times.
+#   2. `build-asan` Release with AddressSanitizer + UndefinedBehaviorSanitizer, ctest; any sanitizer
+#                   report fails the run;
+#   3. `build-fuzz` clang (libFuzzer) + ASan + UBSan, fuzz targets only: each runs $HYDRA_FUZZ_SECONDS
+#                   seconds (default 30; 0 skips them) via scripts/fuzz.sh.
+# NOTE: the tests do not build with clang 14 yet (it cannot capture structured bindings in lambdas, which
+# doctest's INFO/CHECK_MESSAGE make of them); once they do, one clang tree could serve 2 and 3.
 # Exits non-zero on the first failure and always ends with one summary line. .ci/run runs exactly this.
 set -euo pipefail
 
@@ -34,14 +34,9 @@ stage="running the tests in build/"
 echo "==> $stage"
 (cd build && ctest --output-on-failure -j2)
 
-stage="building build-asan/ (clang, ASan + UBSan)"
+stage="building build-asan/ (ASan + UBSan)"
 echo "==> $stage"
-# A build-asan/ left by another compiler cannot switch to clang in place.
-if [[ -f build-asan/CMakeCache.txt ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' build-asan/CMakeCache.txt; then
-  rm -rf build-asan
-fi
-CC=clang CXX=clang++ bash scripts/build.sh build-asan -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON -DHYDRA_BUILD_TESTS=ON \
-  -DHYDRA_BUILD_BENCH=OFF
+bash scripts/build.sh build-asan -DHYDRA_SANITIZE=ON -DHYDRA_NATIVE=ON -DHYDRA_BUILD_BENCH=OFF
 
 # Any report is a failure: halt at the first error, never recover, and report leaks at exit.
 # LeakSanitizer needs ptrace-like access that some containers deny (it then dies with a fatal error even
@@ -49,7 +44,7 @@ CC=clang CXX=clang++ bash scripts/build.sh build-asan -DHYDRA_FUZZ=ON -DHYDRA_WE
 stage="probing LeakSanitizer"
 detect_leaks=1
 probe_dir=$(mktemp -d)
-if ! { echo 'int main() { return 0; }' | clang++ -x c++ -fsanitize=address -o "$probe_dir/probe" - &&
+if ! { echo 'int main() { return 0; }' | c++ -x c++ -fsanitize=address -o "$probe_dir/probe" - &&
        ASAN_OPTIONS=detect_leaks=1 "$probe_dir/probe"; } >/dev/null 2>&1; then
   detect_leaks=0
   echo "test.sh: note: LeakSanitizer does not work in this environment; leak checking is off"
@@ -64,11 +59,11 @@ echo "==> $stage"
 
 fuzz_seconds=${HYDRA_FUZZ_SECONDS:-30}
 if [[ "$fuzz_seconds" != "0" ]]; then
-  stage="fuzzing each parser for $fuzz_seconds s (build-asan/)"
+  stage="fuzzing each parser for $fuzz_seconds s (build-fuzz/)"
   echo "==> $stage"
-  HYDRA_FUZZ_BUILD=build-asan bash scripts/fuzz.sh "$fuzz_seconds"
+  bash scripts/fuzz.sh "$fuzz_seconds"
 fi
 
 stage="done"
-echo "test.sh: PASSED: every test in build/ (gcc, Release, -Werror) and build-asan/ (clang, ASan+UBSan," \
+echo "test.sh: PASSED: every test in build/ (Release, -Werror) and build-asan/ (ASan+UBSan," \
      "detect_leaks=${detect_leaks}), fuzzers ${fuzz_seconds} s each, in $((SECONDS - started)) s"
