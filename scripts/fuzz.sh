@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang, ASan and UBSan in $HYDRA_FUZZ_BUILD
-# (default build-fuzz/; test.sh points it at build-asan/, which it configures the same way), and runs
-# each for SECONDS (default 30), two at a time. Fails if any target finds a crash, a sanitizer report, an
-# escaping exception, a hang (> 10 s on one input) or an allocation over 512 MB (inputs are a few KB:
-# no parser may allocate what the file cannot justify).
+# (default build-fuzz/), and runs each for SECONDS (default 30), $HYDRA_FUZZ_JOBS at a time (default 2).
+# Fails if any target finds a crash, a sanitizer report, an escaping exception, a hang (> 10 s on one
+# input) or an allocation over 512 MB (inputs are a few KB: no parser may allocate what the file cannot
+# justify).
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. bash scripts/fuzz.sh 600 fuzz_npy_header
 #
@@ -29,7 +29,9 @@ build=${HYDRA_FUZZ_BUILD:-build-fuzz}
 if [[ -f "$build/CMakeCache.txt" ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
   rm -rf "$build"
 fi
-if ! grep -qs '^HYDRA_FUZZ:BOOL=ON' "$build/CMakeCache.txt"; then
+if grep -qs '^HYDRA_FUZZ:BOOL=ON' "$build/CMakeCache.txt"; then
+  cmake -S . -B "$build" >/dev/null  # picks up new fuzz_*.cpp files
+else
   CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON \
     -DHYDRA_BUILD_TESTS=OFF -DHYDRA_BUILD_BENCH=OFF >/dev/null
 fi
@@ -59,6 +61,7 @@ run_target() {
 }
 export -f run_target
 
-echo "fuzz.sh: running ${#targets[@]} targets for $seconds s each, two at a time"
-printf '%s\n' "${targets[@]}" | xargs -P 2 -I{} bash -c "run_target {} $seconds $build"
+jobs=${HYDRA_FUZZ_JOBS:-2}
+echo "fuzz.sh: running ${#targets[@]} targets for $seconds s each, $jobs at a time"
+printf '%s\n' "${targets[@]}" | xargs -P "$jobs" -I{} bash -c "run_target {} $seconds $build"
 echo "fuzz.sh: PASSED: ${targets[*]}"
