@@ -20,9 +20,14 @@
 #include "io/safetensors.h"
 #include "io/safetensors_index.h"
 #include "support/op_harness.h"
+#include "support/temp_dir.h"
 
 using namespace hydra;
 namespace fs = std::filesystem;
+
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
 
 namespace {
 
@@ -31,21 +36,6 @@ std::string fixture(const std::string& name) {
   REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
   return std::string(root) + "/tests/fixtures/" + name;
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("hydra-test-hf-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

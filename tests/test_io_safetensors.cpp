@@ -28,40 +28,17 @@
 #include "io/safetensors_index.h"
 #include "tensor/copy.h"
 #include "support/op_harness.h"
+#include "support/temp_dir.h"
 
 using namespace hydra;
 using namespace hydra::io;
 namespace fs = std::filesystem;
 
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
+
 namespace {
-
-// A fresh directory removed (with its content) at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("hydra-test-io-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 std::string u64_le(uint64_t n) {
   std::string s(8, '\0');

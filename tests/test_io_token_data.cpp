@@ -18,32 +18,17 @@
 #include "io/token_data.h"
 #include "io/zstd.h"
 #include "support/op_harness.h"
+#include "support/temp_dir.h"
 
 using namespace hydra;
 using namespace hydra::io;
 namespace fs = std::filesystem;
 
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
+
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("hydra-test-tokens-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 template <class T>
 std::string le_bytes(const std::vector<T>& values) {

@@ -26,6 +26,7 @@
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "support/op_harness.h"
+#include "support/temp_dir.h"
 #include "tensor/random.h"
 #include "train/checkpoint.h"
 
@@ -34,34 +35,11 @@ using namespace hydra::train;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+using test::read_bytes;
+using test::TempDir;
+using test::write_bytes;
+
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("hydra-test-ckpt-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 
 // Names in a directory, sorted (hidden ones included).
 std::vector<std::string> listing(const fs::path& dir) {

@@ -1,4 +1,5 @@
-// A scratch directory for a test, removed with everything in it when the test ends.
+// Files for tests: a scratch directory removed with everything in it when the test ends, and whole-file
+// reads and writes of bytes.
 #pragma once
 
 #include <unistd.h>
@@ -6,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <string_view>
 
@@ -34,5 +36,19 @@ struct TempDir {
     return p;
   }
 };
+
+// The whole file ("" when it cannot be opened: the caller's comparison then fails and says so).
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+// Creates or truncates `path` and writes `bytes`.
+inline void write_bytes(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
 
 }  // namespace hydra::test
