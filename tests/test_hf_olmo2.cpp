@@ -17,6 +17,8 @@
 
 #include "autograd/grad_mode.h"
 #include "hydra/hf_olmo2.h"
+#include "hydra/model_dir.h"
+#include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/safetensors_index.h"
 #include "support/op_harness.h"
@@ -107,6 +109,33 @@ TEST_CASE("the converted HF fixture reproduces PyTorch's logits in every head, p
     CHECK_MESSAGE(max_diff <= 1e-5, "max |logit - PyTorch| = ", max_diff);
     CHECK(padded_nonzero == 0);
   }
+}
+
+// What `hydra convert` then `hydra forward --out L.npy` do, minus the argument parsing: convert, write
+// the model directory, read it back, run the forward, write and read the logits as .npy.
+TEST_CASE("convert -> model directory -> forward -> .npy reproduces PyTorch's logits") {
+  const auto expected = io::load_safetensors(fixture("hf_olmo2_tiny_expected.safetensors"));
+  const Tensor& ids = expected.at("input_ids");
+  const std::vector<double> want = expected.at("logits").to_vector<double>();
+  const int64_t real_vocab = expected.at("logits").size(2);
+  TempDir dir;
+  save_model_dir(dir.file("m"), *load_hf_olmo2(fixture("hf_olmo2_tiny"), 5, 3, 320));
+  auto model = load_model_dir(dir.file("m"));
+  {
+    NoGradGuard no_grad;
+    io::save_npy(dir.file("logits.npy"), model->forward(ids));
+  }
+  const Tensor logits = io::load_npy(dir.file("logits.npy"));
+  REQUIRE(logits.shape() == Shape{5, ids.size(0), ids.size(1), 320});
+  const std::vector<float> got = logits.to_vector<float>();
+  const int64_t rows = ids.numel();
+  double max_diff = 0;
+  for (int64_t k = 0; k < 5; ++k)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t v = 0; v < real_vocab; ++v)
+        max_diff = std::max(max_diff, std::abs(got[static_cast<size_t>((k * rows + r) * 320 + v)] -
+                                               want[static_cast<size_t>(r * real_vocab + v)]));
+  CHECK_MESSAGE(max_diff <= 1e-5, "max |logit - PyTorch| = ", max_diff);
 }
 
 TEST_CASE("an exported head converts back to bit-identical tensors (single file and sharded)") {
