@@ -16,20 +16,15 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "bench/timing.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;
 
+using bench::median;
+using bench::now_seconds;
+
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct MatmulShape {
   const char* what;

@@ -22,6 +22,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
+#include "bench/timing.h"
 #include "hydra/config.h"
 #include "hydra/hydra_transformer.h"
 #include "tensor/allocator.h"
@@ -30,17 +31,10 @@
 
 using namespace hydra;
 
+using bench::median;
+using bench::now_seconds;
+
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // loss = mean over heads of each head's mean next-token cross-entropy.
 Tensor hydra_loss(const Tensor& logits, const Tensor& targets) {

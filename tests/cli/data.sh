@@ -7,20 +7,8 @@ set -uo pipefail
 hydra=${1:?usage: data.sh path/to/hydra}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-fail=0
 
-expect() {  # expect CODE PATTERN -- command...: exit code CODE and PATTERN in stdout+stderr
-  local code=$1 pattern=$2
-  shift 3
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $rc -ne $code ]] || ! grep -q -- "$pattern" <<<"$out"; then
-    echo "FAIL: '$*' exited $rc (want $code), output lacks '$pattern':"
-    echo "$out" | head -5
-    fail=$((fail + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
 # Raw uint16 ids 1, 2, 50255 (little-endian), as nanoGPT's train.bin.
 printf '\x01\x00\x02\x00\x4f\xc4' >"$dir/train.bin"

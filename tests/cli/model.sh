@@ -5,23 +5,8 @@ set -uo pipefail
 hydra="$1"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-fail=0
-pass=0
 
-expect() {  # expect CODE PATTERN -- command...
-  local code=$1 pattern=$2
-  shift 3
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $rc -ne $code ]] || ! grep -q -- "$pattern" <<<"$out"; then
-    echo "FAIL: '$*' exited $rc (want $code), output lacks '$pattern':"
-    echo "$out" | head -5
-    fail=$((fail + 1))
-  else
-    pass=$((pass + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 
 npy_shape() { head -c 128 "$1" | tr -d '\0' | grep -ao "'shape': ([0-9, ]*)"; }
 

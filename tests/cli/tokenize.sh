@@ -11,20 +11,9 @@ fixtures="$(cd "$(dirname "$0")/../fixtures/tokenizer" && pwd)"
 tiny="$fixtures/tiny.tokenizer.json"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-fail=0
 
-expect() {  # expect CODE PATTERN -- command...
-  local code=$1 pattern=$2
-  shift 3
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if [[ $rc -ne $code ]] || ! grep -qF -- "$pattern" <<<"$out"; then
-    echo "FAIL: '$*' exited $rc (want $code), output lacks '$pattern':"
-    echo "$out" | head -5
-    fail=$((fail + 1))
-  fi
-}
+EXPECT_FIXED=1  # patterns below are literal text
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
 check() {  # check DESCRIPTION GOT WANT
   if [[ "$2" != "$3" ]]; then
     echo "FAIL: $1: got '$2', expected '$3'"
