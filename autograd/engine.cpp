@@ -23,7 +23,7 @@ void check_grad(const char* where, const Tensor& g, const Shape& shape, DType dt
 void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
   check_grad("accumulating into a leaf", g, leaf.shape, leaf.dtype);
   if (!leaf.grad) {
-    leaf.grad = kernels::clone(g).impl_ptr();
+    leaf.grad = kernels::clone_raw(g).impl_ptr();
   } else {
     kernels::add_into(Tensor(leaf.grad), g);
   }
@@ -92,7 +92,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
       Node* next = e.fn.get();
       Tensor& slot = grads[next];
       // Out of place: gi may alias a gradient sent elsewhere (add sends dout to both inputs).
-      slot = slot.defined() ? kernels::add(slot, gi) : gi;
+      slot = slot.defined() ? kernels::add_raw(slot, gi) : gi;
       if (--pending_edges[next] == 0) ready.push_back(e.fn);
     }
   }

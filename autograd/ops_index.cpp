@@ -10,7 +10,7 @@ namespace hydra {
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = normalize_dim("index_select", dim, x.dim());
-  Tensor out = kernels::index_select(x, d, index);  // shape: x's with dim d of size index.numel()
+  Tensor out = kernels::index_select_raw(x, d, index);  // shape: x's with dim d of size index.numel()
   return record("index_select", out, {x},
                 [x_shape = x.shape(), d, index = index.detach()](const Tensor& dout, const Needs&) {
                   // forward: out[..., i, ...] = x[..., index[i], ...],
@@ -23,7 +23,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = normalize_dim("gather", dim, x.dim());
-  Tensor out = kernels::gather(x, d, index);  // shape: index's
+  Tensor out = kernels::gather_raw(x, d, index);  // shape: index's
   return record("gather", out, {x},
                 [x_shape = x.shape(), d, index = index.detach()](const Tensor& dout, const Needs&) {
                   // forward: out[p] = x[p with p[d] = index[p]], so dx[p with p[d] = index[p]] += dout[p]

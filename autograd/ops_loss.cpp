@@ -10,13 +10,13 @@ namespace hydra {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   // shape: logits (..., V), targets (...) -> loss ()
-  kernels::CrossEntropyForward f = kernels::cross_entropy_forward(logits, targets, ignore_index);
+  kernels::CrossEntropyForward f = kernels::cross_entropy_forward_raw(logits, targets, ignore_index);
   return record("cross_entropy", f.loss, {logits},
                 [logits = logits.detach(), targets = targets.detach(), lse = f.lse, count = f.count, ignore_index](
                     const Tensor& dloss, const Needs&) {
                   // forward: loss = Σ_counted rows (lse - logit[target]) / count, and ∂lse/∂logit = softmax,
                   // so dlogits = (softmax - onehot(target)) * dloss / count; ignored rows get 0
-                  return Grads{kernels::cross_entropy_backward(logits, targets, lse, count, dloss, ignore_index)};
+                  return Grads{kernels::cross_entropy_backward_raw(logits, targets, lse, count, dloss, ignore_index)};
                 });
 }
 

@@ -9,7 +9,7 @@
 namespace hydra {
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  Tensor out = kernels::matmul(a, b);
+  Tensor out = kernels::matmul_raw(a, b);
   return record("matmul", out, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, const Needs& needs) {
     Grads g(2);
     // forward: out = a @ b, so da = dout @ bᵀ  (M×N · N×K)

@@ -42,7 +42,7 @@ Tensor sum_or_mean(const char* op, const Tensor& x, const std::vector<int64_t>& 
   double count = 1;  // elements per output
   for (int64_t d : dims) count *= static_cast<double>(x.size(d));
   const double divisor = is_mean ? count : 1.0;
-  Tensor out = kernels::sum(x, dims, keepdim, divisor);
+  Tensor out = kernels::sum_raw(x, dims, keepdim, divisor);
   return record(op, out, {x}, [dims, keepdim, divisor, shape = x.shape()](const Tensor& dout, const Needs&) {
     // forward: out[j] = Σ_{i reduced into j} x[i] / divisor, so dx[i] = dout[j] / divisor
     Tensor g = divisor == 1.0 ? dout : mul_scalar(dout, 1.0 / divisor);
@@ -66,10 +66,10 @@ Tensor mean(const Tensor& x) { return sum_or_mean("mean", x, all_dims(x), false,
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
   const int64_t d = kernels::normalize_dims("max", {dim}, x.shape())[0];
   HYDRA_CHECK(x.size(d) > 0, "max: cannot reduce over dim ", dim, " of size 0 (shape ", shape_str(x.shape()), ")");
-  kernels::MaxResult r = kernels::max(x, d, keepdim);
+  kernels::MaxResult r = kernels::max_raw(x, d, keepdim);
   return record("max", r.values, {x}, [indices = r.indices, d, shape = x.shape()](const Tensor& dout, const Needs&) {
     // forward: out[a, i] = x[a, k*, i] with k* the first maximum, so dx[a, k*, i] = dout[a, i], else 0
-    return Grads{kernels::max_backward(dout, indices, shape, d)};
+    return Grads{kernels::max_backward_raw(dout, indices, shape, d)};
   });
 }
 
@@ -77,7 +77,7 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   const int64_t d = kernels::normalize_dims("argmax", {dim}, x.shape())[0];
   HYDRA_CHECK(x.size(d) > 0, "argmax: cannot reduce over dim ", dim, " of size 0 (shape ", shape_str(x.shape()),
               ")");
-  return kernels::max(x, d, keepdim).indices;  // an integer: no gradient, nothing recorded
+  return kernels::max_raw(x, d, keepdim).indices;  // an integer: no gradient, nothing recorded
 }
 
 }  // namespace hydra

@@ -21,19 +21,19 @@ int64_t checked_dim(const char* op, const Tensor& x, int64_t dim) {
 
 Tensor softmax(const Tensor& x, int64_t dim) {
   const int64_t d = checked_dim("softmax", x, dim);
-  Tensor y = kernels::softmax(x, d, /*log=*/false);
+  Tensor y = kernels::softmax_raw(x, d, /*log=*/false);
   return record("softmax", y, {x}, [y = y.detach(), d](const Tensor& dy, const Needs&) {
     // forward: y = e^x / Σ e^x along d, so dx = y * (dy - Σ dy * y)
-    return Grads{kernels::softmax_backward(dy, y, d, /*log=*/false)};
+    return Grads{kernels::softmax_backward_raw(dy, y, d, /*log=*/false)};
   });
 }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   const int64_t d = checked_dim("log_softmax", x, dim);
-  Tensor y = kernels::softmax(x, d, /*log=*/true);
+  Tensor y = kernels::softmax_raw(x, d, /*log=*/true);
   return record("log_softmax", y, {x}, [y = y.detach(), d](const Tensor& dy, const Needs&) {
     // forward: y = x - log Σ e^x along d, so dx = dy - e^y * Σ dy
-    return Grads{kernels::softmax_backward(dy, y, d, /*log=*/true)};
+    return Grads{kernels::softmax_backward_raw(dy, y, d, /*log=*/true)};
   });
 }
 

@@ -220,7 +220,7 @@ Tensor contiguous(const Tensor& x) {
 }
 
 Tensor clone(const Tensor& x) {
-  Tensor out = kernels::clone(x);
+  Tensor out = kernels::clone_raw(x);
   return record("clone", out, {x}, [](const Tensor& dout, const Needs&) {
     return Grads{dout};  // forward: out = x (a copy)
   });

@@ -4,7 +4,7 @@
 //
 //   Tensor mul(const Tensor& a, const Tensor& b) {
 //     check_same_shape("mul", a, b);
-//     Tensor out = kernels::mul(a, b);                               // forward
+//     Tensor out = kernels::binary_raw(Binary::Mul, a, b);           // forward
 //     return record("mul", out, {a, b}, [a = a.detach(), b = b.detach()](const Tensor& dout, const Needs& needs) {
 //       Grads g(2);                                                  // backward, right below it
 //       if (needs[0]) g[0] = mul(dout, b);   // forward: out = a * b, so da = dout * b

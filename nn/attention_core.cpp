@@ -71,7 +71,7 @@ Dims check_attention(const char* op, const Tensor& q, const Tensor& k, const Ten
 Tensor gemm_rows(const Tensor& x) {
   const int64_t T = x.size(1), D = x.size(3);
   const bool ok = (x.stride(3) == 1 || D == 1) && (T <= 1 || x.stride(1) >= D);
-  return ok ? x : kernels::clone(x);
+  return ok ? x : kernels::clone_raw(x);
 }
 
 // The rows of a (B, T, H, D) tensor: row(b, h, t) points at its D contiguous values, and the rows of one

@@ -106,13 +106,13 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   });
 }
 
-Tensor clone(const Tensor& t) {
+Tensor clone_raw(const Tensor& t) {
   Tensor out = empty(t.shape(), t.dtype());
   copy_into(out, t);
   return out;
 }
 
-Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : clone(t); }
+Tensor contiguous_raw(const Tensor& t) { return t.is_contiguous() ? t : clone_raw(t); }
 
 Tensor cast_raw(const Tensor& t, DType dtype) {
   Tensor out = empty(t.shape(), dtype);

@@ -1,4 +1,6 @@
 // Strided copies: the one kernel that moves data between layouts (and dtypes).
+//
+// Naming: no autograd here; `_raw` returns a new tensor, `_into` writes into dst (differentiable ops: autograd/).
 #pragma once
 
 #include "tensor/tensor.h"
@@ -12,7 +14,7 @@ namespace hydra::kernels {
 void copy_into(const Tensor& dst, const Tensor& src);
 
 // A dense row-major copy of t (always a new tensor).
-Tensor clone(const Tensor& t);
+Tensor clone_raw(const Tensor& t);
 
 // t itself if already dense row-major, else a dense copy. Not recorded by autograd: the differentiable
 // version is hydra::contiguous in autograd/ops_view.h.

@@ -69,7 +69,7 @@ void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
               " differ");
 }
 
-Tensor unary(Unary op, const Tensor& x) {
+Tensor unary_raw(Unary op, const Tensor& x) {
   return dispatch_float(x.dtype(), unary_name(op), [&](auto tag) {
     using T = decltype(tag);
     switch (op) {
@@ -87,7 +87,7 @@ Tensor unary(Unary op, const Tensor& x) {
   });
 }
 
-Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
+Tensor binary_raw(Binary op, const Tensor& a, const Tensor& b) {
   check_same_shape(binary_name(op), a, b);
   return dispatch_float(a.dtype(), binary_name(op), [&](auto tag) {
     using T = decltype(tag);
@@ -101,7 +101,7 @@ Tensor binary(Binary op, const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor pow_scalar(const Tensor& x, double exponent) {
+Tensor pow_scalar_raw(const Tensor& x, double exponent) {
   return dispatch_float(x.dtype(), "pow", [&](auto tag) {
     using T = decltype(tag);
     const T e = static_cast<T>(exponent);
@@ -111,7 +111,7 @@ Tensor pow_scalar(const Tensor& x, double exponent) {
   });
 }
 
-Tensor mul_scalar(const Tensor& x, double s) {
+Tensor mul_scalar_raw(const Tensor& x, double s) {
   return dispatch_float(x.dtype(), "mul_scalar", [&](auto tag) {
     using T = decltype(tag);
     const T c = static_cast<T>(s);
@@ -119,7 +119,7 @@ Tensor mul_scalar(const Tensor& x, double s) {
   });
 }
 
-Tensor add_scalar(const Tensor& x, double s) {
+Tensor add_scalar_raw(const Tensor& x, double s) {
   return dispatch_float(x.dtype(), "add_scalar", [&](auto tag) {
     using T = decltype(tag);
     const T c = static_cast<T>(s);

@@ -2,6 +2,8 @@
 //
 // Inputs of any layout are accepted (a non-dense input is made dense first); outputs are new dense
 // tensors. float32 and float64 only. The differentiable wrappers are in autograd/ops_elementwise.h.
+//
+// Naming: no autograd here; `_raw` returns a new tensor, `_into` writes into dst (differentiable ops: autograd/).
 #pragma once
 
 #include "tensor/tensor.h"
@@ -11,13 +13,13 @@ namespace hydra::kernels {
 enum class Unary { Neg, Exp, Log, Sqrt, Rsqrt, Sigmoid, Silu };
 enum class Binary { Add, Sub, Mul, Div };
 
-Tensor unary(Unary op, const Tensor& x);
-Tensor binary(Binary op, const Tensor& a, const Tensor& b);  // shapes must be equal
-Tensor pow_scalar(const Tensor& x, double exponent);
-Tensor mul_scalar(const Tensor& x, double s);
-Tensor add_scalar(const Tensor& x, double s);
+Tensor unary_raw(Unary op, const Tensor& x);
+Tensor binary_raw(Binary op, const Tensor& a, const Tensor& b);  // shapes must be equal
+Tensor pow_scalar_raw(const Tensor& x, double exponent);
+Tensor mul_scalar_raw(const Tensor& x, double s);
+Tensor add_scalar_raw(const Tensor& x, double s);
 
-inline Tensor add(const Tensor& a, const Tensor& b) { return binary(Binary::Add, a, b); }
+inline Tensor add_raw(const Tensor& a, const Tensor& b) { return binary_raw(Binary::Add, a, b); }
 
 // dst += src in place (dst must be dense; shapes equal). For gradient accumulation.
 void add_into(const Tensor& dst, const Tensor& src);

@@ -4,6 +4,8 @@
 // never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
 // why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N, K and the machine's core count
 // (not the thread limit), so the same product gives bit-identical results for any thread count.
+//
+// Naming: no autograd here, raw pointers in and out (Tensor level: kernels::matmul_raw, hydra::matmul).
 #pragma once
 
 #include <cstdint>

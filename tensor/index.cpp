@@ -137,7 +137,7 @@ void check_gather_index(const char* op, const Shape& t_shape, int64_t dim, const
 
 }  // namespace
 
-Tensor index_select(const Tensor& x_any, int64_t dim, const Tensor& index) {
+Tensor index_select_raw(const Tensor& x_any, int64_t dim, const Tensor& index) {
   HYDRA_ASSERT(dim >= 0 && dim < x_any.dim());
   const std::vector<int64_t> idx = checked_index_1d("index_select", index, x_any.shape(), dim);
   // NOTE: a strided x is made dense first (one pass over it) so that every output row below is one
@@ -208,7 +208,7 @@ void index_add_into(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index_any) {
+Tensor gather_raw(const Tensor& x, int64_t dim, const Tensor& index_any) {
   HYDRA_ASSERT(dim >= 0 && dim < x.dim());
   const Tensor index = contiguous_raw(index_any);
   Tensor out = empty(index.shape(), x.dtype());

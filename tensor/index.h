@@ -7,6 +7,8 @@
 //
 // Determinism: the scatter-adds never race. Each destination element is owned by one task, which adds
 // its contributions in index order, so results are bit-identical for any thread count.
+//
+// Naming: no autograd here; `_raw` returns a new tensor, `_into` writes into dst (differentiable ops: autograd/).
 #pragma once
 
 #include "tensor/tensor.h"
@@ -15,7 +17,7 @@ namespace hydra::kernels {
 
 // out = x with dim replaced by the 1-D index: out[..., i, ...] = x[..., index[i], ...]. Any dtype.
 // x (..., N, ...) and index (n) -> out (..., n, ...).
-Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor index_select_raw(const Tensor& x, int64_t dim, const Tensor& index);
 
 // The backward of index_select: dst[..., index[i], ...] += src[..., i, ...] for i = 0, 1, ... in order,
 // so repeated indices sum. dst dense float, src of index_select's output shape (any layout).
@@ -23,7 +25,7 @@ void index_add_into(const Tensor& dst, int64_t dim, const Tensor& index, const T
 
 // PyTorch's gather: out[p] = x[p with p[dim] replaced by index[p]]. index has x's number of dims and
 // index.size(d) <= x.size(d) for d != dim; out.shape == index.shape. Any dtype.
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
+Tensor gather_raw(const Tensor& x, int64_t dim, const Tensor& index);
 
 // The backward of gather (PyTorch's scatter_add_): dst[p with p[dim] = index[p]] += src[p] for every p
 // of index's shape; contributions to one element sum in order of p[dim]. dst dense float.

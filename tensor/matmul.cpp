@@ -35,7 +35,7 @@ Operand describe_last2(const Tensor& t) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+Tensor matmul_raw(const Tensor& a_in, const Tensor& b_in) {
   HYDRA_CHECK(a_in.dim() >= 2 && b_in.dim() >= 2, "matmul: shapes ", shape_str(a_in.shape()), " and ",
               shape_str(b_in.shape()), " must both have at least 2 dims");
   HYDRA_CHECK(a_in.dim() == b_in.dim(), "matmul: shapes ", shape_str(a_in.shape()), " and ",
@@ -54,11 +54,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = a_in, b = b_in;
   Operand oa = describe_last2(a), ob = describe_last2(b);
   if (!oa.ok) {
-    a = clone(a);
+    a = clone_raw(a);
     oa = describe_last2(a);
   }
   if (!ob.ok) {
-    b = clone(b);
+    b = clone_raw(b);
     ob = describe_last2(b);
   }
   Shape out_shape = batch;

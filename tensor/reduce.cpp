@@ -154,7 +154,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
   return out;
 }
 
-Tensor sum(const Tensor& x_any, const std::vector<int64_t>& dims, bool keepdim, double divisor) {
+Tensor sum_raw(const Tensor& x_any, const std::vector<int64_t>& dims, bool keepdim, double divisor) {
   const int64_t nd = x_any.dim();
   HYDRA_ASSERT(std::is_sorted(dims.begin(), dims.end()) && (dims.empty() || (dims.front() >= 0 && dims.back() < nd)),
                "sum kernel needs normalized dims, got ", shape_str(dims));
@@ -190,7 +190,7 @@ Tensor sum(const Tensor& x_any, const std::vector<int64_t>& dims, bool keepdim, 
   return out;
 }
 
-MaxResult max(const Tensor& x_any, int64_t dim, bool keepdim) {
+MaxResult max_raw(const Tensor& x_any, int64_t dim, bool keepdim) {
   HYDRA_ASSERT(dim >= 0 && dim < x_any.dim() && x_any.size(dim) > 0, "max kernel: bad dim ", dim,
                " for shape ", shape_str(x_any.shape()));
   Tensor x = contiguous_raw(x_any);
@@ -205,7 +205,7 @@ MaxResult max(const Tensor& x_any, int64_t dim, bool keepdim) {
   return r;
 }
 
-Tensor max_backward(const Tensor& dout_any, const Tensor& indices_any, const Shape& x_shape, int64_t dim) {
+Tensor max_backward_raw(const Tensor& dout_any, const Tensor& indices_any, const Shape& x_shape, int64_t dim) {
   Tensor dout = contiguous_raw(dout_any), indices = contiguous_raw(indices_any);
   const int64_t nd = static_cast<int64_t>(x_shape.size());
   const int64_t outer = span_numel(x_shape, 0, dim), n = x_shape[dim], inner = span_numel(x_shape, dim + 1, nd);

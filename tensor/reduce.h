@@ -8,6 +8,8 @@
 // the thread count (see kSumChunk). Float32 is accumulated in double.
 //
 // The differentiable wrappers, which also validate the dims, are in autograd/ops_reduce.h.
+//
+// Naming: no autograd here; `_raw` returns a new tensor, `_into` writes into dst (differentiable ops: autograd/).
 #pragma once
 
 #include <vector>
@@ -31,7 +33,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<int64_t>& dims, bool k
 // out = (Σ over dims of x) / divisor, accumulated in double and rounded once. dims normalized and
 // sorted (normalize_dims); an empty list reduces nothing (a copy). divisor 1 is sum, count is mean.
 // float32 / float64.
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, double divisor = 1.0);
+Tensor sum_raw(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, double divisor = 1.0);
 
 // Largest value along dim (normalized) and the position of its first occurrence (int64). A NaN counts
 // as larger than everything, as in PyTorch. dim must not be empty. Any dtype.
@@ -39,10 +41,10 @@ struct MaxResult {
   Tensor values;
   Tensor indices;
 };
-MaxResult max(const Tensor& x, int64_t dim, bool keepdim);
+MaxResult max_raw(const Tensor& x, int64_t dim, bool keepdim);
 
 // The gradient of max: zeros of x_shape with dout[a, i] written at x[a, indices[a, i], i].
 // dout and indices have max's output shape (keepdim or not; only the element order matters).
-Tensor max_backward(const Tensor& dout, const Tensor& indices, const Shape& x_shape, int64_t dim);
+Tensor max_backward_raw(const Tensor& dout, const Tensor& indices, const Shape& x_shape, int64_t dim);
 
 }  // namespace hydra::kernels

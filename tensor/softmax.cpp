@@ -218,7 +218,7 @@ void check_target_values(const int64_t* t, const Shape& targets_shape, int64_t V
 
 }  // namespace
 
-Tensor softmax(const Tensor& x_any, int64_t dim, bool log) {
+Tensor softmax_raw(const Tensor& x_any, int64_t dim, bool log) {
   Tensor x = contiguous_raw(x_any);
   Tensor y = empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), log ? "log_softmax" : "softmax", [&](auto tag) {
@@ -235,7 +235,7 @@ Tensor softmax(const Tensor& x_any, int64_t dim, bool log) {
   return y;
 }
 
-Tensor softmax_backward(const Tensor& dy_any, const Tensor& y_any, int64_t dim, bool log) {
+Tensor softmax_backward_raw(const Tensor& dy_any, const Tensor& y_any, int64_t dim, bool log) {
   Tensor dy = contiguous_raw(dy_any), y = contiguous_raw(y_any);
   HYDRA_ASSERT(dy.shape() == y.shape() && dy.dtype() == y.dtype());
   Tensor dx = empty(y.shape(), y.dtype());
@@ -254,7 +254,7 @@ Tensor softmax_backward(const Tensor& dy_any, const Tensor& y_any, int64_t dim, 
   return dx;
 }
 
-CrossEntropyForward cross_entropy_forward(const Tensor& logits_any, const Tensor& targets_any,
+CrossEntropyForward cross_entropy_forward_raw(const Tensor& logits_any, const Tensor& targets_any,
                                           int64_t ignore_index) {
   check_cross_entropy_args(logits_any, targets_any);
   Tensor logits = contiguous_raw(logits_any);
@@ -295,7 +295,7 @@ CrossEntropyForward cross_entropy_forward(const Tensor& logits_any, const Tensor
   return f;
 }
 
-Tensor cross_entropy_backward(const Tensor& logits_any, const Tensor& targets_any, const Tensor& lse_any,
+Tensor cross_entropy_backward_raw(const Tensor& logits_any, const Tensor& targets_any, const Tensor& lse_any,
                               int64_t count, const Tensor& dloss, int64_t ignore_index) {
   Tensor logits = contiguous_raw(logits_any);
   Tensor targets = targets_int64(targets_any);

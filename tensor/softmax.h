@@ -11,6 +11,8 @@
 // or a full softmax; the forward keeps one logsumexp per row for the backward.
 //
 // The differentiable wrappers are autograd/ops_softmax.h and autograd/ops_loss.h.
+//
+// Naming: no autograd here; `_raw` returns a new tensor, `_into` writes into dst (differentiable ops: autograd/).
 #pragma once
 
 #include "tensor/tensor.h"
@@ -18,11 +20,11 @@
 namespace hydra::kernels {
 
 // y = softmax(x) or log_softmax(x) along dim (normalized). Stable: the row maximum is subtracted.
-Tensor softmax(const Tensor& x, int64_t dim, bool log);
+Tensor softmax_raw(const Tensor& x, int64_t dim, bool log);
 // dx from dy and the forward's output y (same shape):
 //   softmax:      dx = y * (dy - Σ_row dy * y)
 //   log_softmax:  dx = dy - exp(y) * Σ_row dy
-Tensor softmax_backward(const Tensor& dy, const Tensor& y, int64_t dim, bool log);
+Tensor softmax_backward_raw(const Tensor& dy, const Tensor& y, int64_t dim, bool log);
 
 struct CrossEntropyForward {
   Tensor loss;     // 0-d, logits' dtype: mean over counted rows of lse - logit[target] (NaN if count 0)
@@ -32,11 +34,11 @@ struct CrossEntropyForward {
 
 // Validates the arguments (shapes, dtypes, every target value; errors name "cross_entropy") and
 // computes the loss. logits (..., V) float32/float64, targets (...) int32/int64.
-CrossEntropyForward cross_entropy_forward(const Tensor& logits, const Tensor& targets, int64_t ignore_index);
+CrossEntropyForward cross_entropy_forward_raw(const Tensor& logits, const Tensor& targets, int64_t ignore_index);
 
 // dlogits = (softmax(logits) - onehot(target)) * dloss / count per counted row, 0 for ignored rows.
 // softmax is recomputed row by row as exp(logit - lse). dloss is the 0-d upstream gradient.
-Tensor cross_entropy_backward(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t count,
+Tensor cross_entropy_backward_raw(const Tensor& logits, const Tensor& targets, const Tensor& lse, int64_t count,
                               const Tensor& dloss, int64_t ignore_index);
 
 }  // namespace hydra::kernels

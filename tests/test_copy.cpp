@@ -92,13 +92,13 @@ void check_copy_into(const Tensor& dst, const Tensor& src) {
 void check_clone(const Tensor& x) {
   INFO("x ", describe(x));
   const std::vector<double> want = x.to_vector<double>();  // to_vector walks with for_each_offset
-  for (const Tensor& y : {kernels::clone(x), kernels::contiguous_raw(x), hydra::clone(x), hydra::contiguous(x)}) {
+  for (const Tensor& y : {kernels::clone_raw(x), kernels::contiguous_raw(x), hydra::clone(x), hydra::contiguous(x)}) {
     CHECK(y.shape() == x.shape());
     CHECK(y.dtype() == x.dtype());
     CHECK(y.is_contiguous());
     CHECK(y.to_vector<double>() == want);
   }
-  CHECK(!kernels::clone(x).shares_storage_with(x));
+  CHECK(!kernels::clone_raw(x).shares_storage_with(x));
   CHECK(kernels::contiguous_raw(x).shares_storage_with(x) == x.is_contiguous());
 }
 
@@ -270,7 +270,7 @@ TEST_CASE("0-size dims and 0-d tensors") {
     check_dense_copy(x);
     if (shape.size() >= 2) check_dense_copy(transpose(x, 0, -1));
     check_copy_into(dst_inside_bigger(shape), x);
-    CHECK(kernels::clone(x).numel() == 0);
+    CHECK(kernels::clone_raw(x).numel() == 0);
   }
   check_dense_copy(narrow(numbered({4, 5}), 1, 2, 0));
   // 0-d: a scalar, a scalar selected out of a matrix, into a scalar selected out of a buffer.
@@ -280,7 +280,7 @@ TEST_CASE("0-size dims and 0-d tensors") {
   CHECK(picked.dim() == 0);
   check_dense_copy(picked);
   check_copy_into(dst_inside_bigger({}), picked);
-  CHECK(kernels::clone(picked).item<float>() == numbered({4, 5}).to_vector<float>()[17]);
+  CHECK(kernels::clone_raw(picked).item<float>() == numbered({4, 5}).to_vector<float>()[17]);
 }
 
 TEST_CASE("dtype conversion between every pair of dtypes, on every kind of layout") {
