@@ -7,16 +7,6 @@ namespace hydra::nn {
 
 namespace {
 
-// "[1, 3]": the multi-index of element `flat` of a row-major `shape`.
-std::string position_str(int64_t flat, const Shape& shape) {
-  Shape index(shape.size());
-  for (size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(index);
-}
-
 // Every id in [0, V), else an error that points at the first bad one. index_select checks too, but
 // only knows a flat position and calls itself index_select; a user needs the (b, t) of the token.
 void check_ids(const Tensor& ids, int64_t vocab) {
@@ -25,7 +15,7 @@ void check_ids(const Tensor& ids, int64_t vocab) {
     const std::vector<I> v = ids.to_vector<I>();
     for (size_t i = 0; i < v.size(); ++i)
       HYDRA_CHECK(v[i] >= 0 && v[i] < vocab, "embedding: token id ", static_cast<int64_t>(v[i]), " at position ",
-                  position_str(static_cast<int64_t>(i), ids.shape()), " of ids ", shape_str(ids.shape()),
+                  shape_str(unravel_index(static_cast<int64_t>(i), ids.shape())), " of ids ", shape_str(ids.shape()),
                   " is out of range for a vocabulary of ", vocab, " (ids must be in [0, ", vocab, "))");
   });
 }

@@ -8,6 +8,7 @@
 #include "autograd/record.h"
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
+#include "tensor/lane_sum.h"
 #include "tensor/parallel.h"
 
 namespace hydra::nn {
@@ -20,22 +21,6 @@ namespace {
 // c doubles per 64 rows, 1/32 of a float32 x.
 constexpr int64_t kRowsPerBlock = 64;
 
-// Rows of c elements per task: enough to be worth scheduling, so small tensors stay on one thread.
-int64_t rows_grain(int64_t c) { return std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(1, c)); }
-
-// Σ_{k < n} term(k) in double, in 8 interleaved partial sums (term k in lane k % 8) added in a fixed
-// tree: the loop vectorizes, and the order depends only on n (as tensor/softmax.cpp's row sums).
-template <class F>
-double lane_sum(int64_t n, F term) {
-  constexpr int64_t kLanes = 8;
-  double acc[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) acc[j] += term(k + j);
-  for (; k < n; ++k) acc[k % kLanes] += term(k);
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
 // n rows of c: y = x * s * w with s = rstd[r] = 1 / sqrt(mean(x²) + eps) per row.
 template <class T>
 void rms_norm_forward(const T* x, const T* w, T* y, T* rstd, int64_t n, int64_t c, double eps) {
@@ -43,7 +28,7 @@ void rms_norm_forward(const T* x, const T* w, T* y, T* rstd, int64_t n, int64_t 
     for (int64_t r = lo; r < hi; ++r) {
       const T* xr = x + r * c;
       T* yr = y + r * c;
-      const double ms = lane_sum(c, [&](int64_t k) { return double(xr[k]) * double(xr[k]); }) / double(c);
+      const double ms = row_dot(xr, xr, c) / double(c);
       const T s = static_cast<T>(1.0 / std::sqrt(ms + eps));  // NOTE: eps inside the root
       rstd[r] = s;
       // NOTE: (x * s) * w in T, the order and precision of OLMo's `w * (x * rsqrt(...))`.
@@ -83,7 +68,7 @@ void rms_norm_backward(const T* dy, const T* x, const T* w, const T* rstd, T* dx
   });
   if (!dw) return;
   // dw[k] = Σ_b partial[b * c + k] with b ascending. Columns are independent: split them over threads.
-  parallel_for(0, c, std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(1, n_blocks)),
+  parallel_for(0, c, rows_grain(n_blocks),
                [&](int64_t lo, int64_t hi) {
                  std::vector<double> acc(hi - lo, 0.0);
                  for (int64_t b = 0; b < n_blocks; ++b)

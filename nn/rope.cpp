@@ -41,8 +41,7 @@ Tensor rope_rotate(const Tensor& x_in, const Tensor& cos, const Tensor& sin, dou
     using Real = decltype(tag);
     const Real* px = x.data<Real>();
     Real* po = out.data<Real>();
-    const int64_t grain = std::max<int64_t>(1, kGrainElementwise / D);
-    parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+    parallel_for(0, rows, rows_grain(D), [&](int64_t lo, int64_t hi) {
       for (int64_t r = lo; r < hi; ++r) {
         const int64_t t = (r / H) % T;  // row r is (b, t, h) in row-major order
         const float* c = pc + t * D;

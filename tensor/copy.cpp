@@ -74,8 +74,7 @@ void copy_typed(const Tensor& dst, const Tensor& src) {
   D* dbase = static_cast<D*>(dst.impl()->storage->data) + dst.offset();
   const S* sbase = static_cast<const S*>(src.impl()->storage->data) + src.offset();
   const int64_t block_numel = block[col] * (tiled ? block[row] : 1);
-  const int64_t grain = std::max<int64_t>(1, kGrainElementwise / block_numel);
-  parallel_for(0, shape_numel(grid), grain, [&](int64_t lo, int64_t hi) {
+  parallel_for(0, shape_numel(grid), rows_grain(block_numel), [&](int64_t lo, int64_t hi) {
     D tile[kTile * kTile];  // tile[r * kTile + c]: rows r, columns c, in dst order
     PairCursor at(grid, grid_dst, grid_src, lo);
     for (int64_t b = lo; b < hi; ++b, at.next()) {

@@ -12,11 +12,6 @@ namespace hydra::kernels {
 
 namespace {
 
-// Tasks of about kGrainElementwise elements: rows of `inner` elements per task, at least one.
-int64_t rows_per_task(int64_t inner) {
-  return std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(inner, 1));
-}
-
 // A shape seen as (outer, size, inner) around dim: dims before it, dim itself, dims after it.
 struct Split {
   int64_t outer = 1, size = 1, inner = 1;
@@ -77,7 +72,7 @@ void for_each_column_block(int64_t outer, int64_t inner, int64_t depth, int64_t 
   const int64_t want_blocks = std::max<int64_t>(1, num_threads() / std::max<int64_t>(outer, 1));
   const int64_t width = std::max(line, ((inner + want_blocks - 1) / want_blocks + line - 1) / line * line);
   const int64_t blocks = (inner + width - 1) / width;
-  const int64_t grain = std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(depth * width, 1));
+  const int64_t grain = rows_grain(depth * width);
   parallel_for(0, outer * blocks, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t o = t / blocks, k = t % blocks;
@@ -124,12 +119,7 @@ void check_gather_index(const char* op, const Shape& t_shape, int64_t dim, const
   const int64_t n = index.numel(), size = t_shape[dim];
   for (int64_t e = 0; e < n; ++e) {
     if (pi[e] >= 0 && pi[e] < size) continue;
-    Shape position(is.size());
-    for (int64_t d = static_cast<int64_t>(is.size()) - 1, rest = e; d >= 0; --d) {
-      position[d] = rest % is[d];
-      rest /= is[d];
-    }
-    HYDRA_CHECK(false, op, ": index ", static_cast<int64_t>(pi[e]), " at position ", shape_str(position),
+    HYDRA_CHECK(false, op, ": index ", static_cast<int64_t>(pi[e]), " at position ", shape_str(unravel_index(e, is)),
                 " is out of range for dim ", dim, " of size ", size, " (x shape ", shape_str(t_shape),
                 ", index shape ", shape_str(is), ")");
   }
@@ -154,7 +144,7 @@ Tensor index_select_raw(const Tensor& x_any, int64_t dim, const Tensor& index) {
   const int64_t row_bytes = s.inner * static_cast<int64_t>(dtype_size(x.dtype()));
   const char* src = static_cast<const char*>(x.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
-  parallel_for(0, s.outer * n, rows_per_task(s.inner), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, s.outer * n, rows_grain(s.inner), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
       const int64_t o = r / n, i = r % n;
       std::memcpy(dst + r * row_bytes, src + (o * s.size + idx[i]) * row_bytes, row_bytes);
@@ -193,7 +183,7 @@ void index_add_into(const Tensor& dst, int64_t dim, const Tensor& index, const T
     // NOTE: sources are visited in increasing i, so each destination row sums src[i0] + src[i1] + ...
     // with i0 < i1 < ... whatever the thread count, and src streams forward through memory (visiting
     // it in destination-row order measured 2.5x slower). A very frequent row is summed by one task.
-    const int64_t grain = std::max<int64_t>(1, kGrainElementwise / block_work);
+    const int64_t grain = rows_grain(block_work);
     parallel_for(0, s.outer * blocks, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; ++t) {
         const int64_t o = t / blocks, k = t % blocks;
@@ -224,7 +214,7 @@ Tensor gather_raw(const Tensor& x, int64_t dim, const Tensor& index_any) {
       const T* px = x.storage_data<T>();
       T* po = out.data<T>();
       // out and index are dense (outer, m, inner); output row r = (o, j).
-      parallel_for(0, rows, rows_per_task(inner), [&](int64_t lo, int64_t hi) {
+      parallel_for(0, rows, rows_grain(inner), [&](int64_t lo, int64_t hi) {
         for (int64_t r = lo; r < hi; ++r) {
           const int64_t base = m.outer_offsets[r / m.index.size];
           for (int64_t c = 0; c < inner; ++c)

@@ -13,6 +13,7 @@
 // thread count.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -46,5 +47,11 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& f) {
 
 // Grain sizes: roughly how many elements make a task worth ~10 µs.
 constexpr int64_t kGrainElementwise = 32768;
+
+// How many rows (or any work items) of `row_elements` elements each make one task worth scheduling:
+// about kGrainElementwise elements, at least one row. Small tensors thus stay on the calling thread.
+inline int64_t rows_grain(int64_t row_elements) {
+  return std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(1, row_elements));
+}
 
 }  // namespace hydra

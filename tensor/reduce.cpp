@@ -22,11 +22,6 @@ int64_t span_numel(const Shape& shape, int64_t begin, int64_t end) {
   return n;
 }
 
-// How many work items of `cost` elements each make one task worth scheduling.
-int64_t grain_for(int64_t cost) {
-  return std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(1, cost));
-}
-
 // out[a, i] = Σ_k x[a, k, i] / divisor over a dense (outer, n, inner) block.
 //
 // Work item (a, c, b) sums chunk c of k (kSumChunk terms) for the columns of block b into
@@ -38,7 +33,7 @@ void sum_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, double divi
   const int64_t n_blocks = (inner + kInnerBlock - 1) / kInnerBlock;
   std::vector<double> partial(static_cast<size_t>(outer * n_chunks * inner));  // partial[a][c][i]
   const int64_t item_cost = std::min(n, kSumChunk) * std::min(inner, kInnerBlock);
-  parallel_for(0, outer * n_chunks * n_blocks, grain_for(item_cost), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, outer * n_chunks * n_blocks, rows_grain(item_cost), [&](int64_t lo, int64_t hi) {
     for (int64_t item = lo; item < hi; ++item) {
       const int64_t b = item % n_blocks, c = (item / n_blocks) % n_chunks, a = item / (n_blocks * n_chunks);
       const int64_t k0 = c * kSumChunk, k1 = std::min(n, k0 + kSumChunk);
@@ -58,7 +53,7 @@ void sum_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, double divi
       }
     }
   });
-  parallel_for(0, outer * inner, grain_for(n_chunks), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, outer * inner, rows_grain(n_chunks), [&](int64_t lo, int64_t hi) {
     for (int64_t o = lo; o < hi; ++o) {
       const int64_t a = o / inner, i = o % inner;
       double s = 0;
@@ -88,7 +83,7 @@ bool beats(T v, T best) {
 template <class T>
 void max_kernel(const T* x, int64_t outer, int64_t n, int64_t inner, T* values, int64_t* indices) {
   const int64_t n_blocks = (inner + kInnerBlock - 1) / kInnerBlock;
-  parallel_for(0, outer * n_blocks, grain_for(n * std::min(inner, kInnerBlock)), [&](int64_t lo, int64_t hi) {
+  parallel_for(0, outer * n_blocks, rows_grain(n * std::min(inner, kInnerBlock)), [&](int64_t lo, int64_t hi) {
     for (int64_t item = lo; item < hi; ++item) {
       const int64_t a = item / n_blocks, b = item % n_blocks;
       const int64_t i0 = b * kInnerBlock, i1 = std::min(inner, i0 + kInnerBlock);

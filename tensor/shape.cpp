@@ -36,6 +36,15 @@ std::string shape_str(const Shape& shape) {
   return os.str();
 }
 
+Shape unravel_index(int64_t flat, const Shape& shape) {
+  Shape index(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return index;
+}
+
 int64_t normalize_dim(const char* op, int64_t dim, int64_t ndim) {
   int64_t d = dim < 0 ? dim + ndim : dim;
   HYDRA_CHECK(d >= 0 && d < ndim, op, ": dim ", dim, " is out of range for a tensor with ", ndim,

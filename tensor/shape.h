@@ -20,6 +20,10 @@ Strides contiguous_strides(const Shape& shape);
 // "[2, 3, 4]"
 std::string shape_str(const Shape& shape);
 
+// The multi-index of element `flat` in row-major order: unravel_index(5, {2, 3}) == {1, 2}.
+// 0 <= flat < shape_numel(shape).
+Shape unravel_index(int64_t flat, const Shape& shape);
+
 // Turns a possibly negative dim (-1 = last) into 0..ndim-1, or throws naming op, dim and ndim.
 int64_t normalize_dim(const char* op, int64_t dim, int64_t ndim);
 

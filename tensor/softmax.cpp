@@ -7,15 +7,13 @@
 
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
+#include "tensor/lane_sum.h"
 #include "tensor/parallel.h"
 #include "tensor/vec_math.h"
 
 namespace hydra::kernels {
 
 namespace {
-
-// Rows of n elements per task: enough to make a task worth scheduling.
-int64_t rows_grain(int64_t n) { return std::max<int64_t>(1, kGrainElementwise / std::max<int64_t>(1, n)); }
 
 // Calls row_fn(in_rows, out_row, n) for every row of a dense (outer, n, inner) block around dim, where
 // in_rows holds the row of each of the K inputs. Rows along the last dim (inner == 1) are dense and are
@@ -67,46 +65,7 @@ void for_each_row(const Shape& shape, int64_t dim, std::array<const T*, K> in, T
   });
 }
 
-// ---- reductions over one dense row ----
-
-// NOTE: accumulation order. Row sums go into kLanes = 8 double accumulators, element k into acc[k % 8],
-// added up in one fixed tree at the end. Eight independent chains vectorize (two AVX2 registers of
-// doubles) where a single running sum cannot (without -ffast-math the compiler may not reorder it);
-// the order depends only on n, so a sum is the same for any thread count; and in double the rounding
-// of a float32 row sum stays below n·2^-53 of Σ|v| (5e-13 for n = 4096), far inside the tests' 2e-6.
-constexpr int64_t kLanes = 8;
-
-// acc[k % 8] += v[k] for k < n. A caller adding a row in pieces passes pieces whose lengths are
-// multiples of 8 (all but the last), so element k of the row still lands in acc[k % 8].
-template <class T>
-void add_to_lanes(double (&acc)[kLanes], const T* v, int64_t n) {
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(v[k + j]);
-  for (; k < n; ++k) acc[k % kLanes] += static_cast<double>(v[k]);
-}
-
-double sum_lanes(const double (&acc)[kLanes]) {
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-template <class T>
-double row_sum(const T* v, int64_t n) {
-  double acc[kLanes] = {};
-  add_to_lanes(acc, v, n);
-  return sum_lanes(acc);
-}
-
-// Σ a[k] b[k] in double, lanes as row_sum. (For float32 the double products are exact.)
-template <class T>
-double row_dot(const T* a, const T* b, int64_t n) {
-  double acc[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= n; k += kLanes)
-    for (int64_t j = 0; j < kLanes; ++j) acc[j] += static_cast<double>(a[k + j]) * static_cast<double>(b[k + j]);
-  for (; k < n; ++k) acc[k % kLanes] += static_cast<double>(a[k]) * static_cast<double>(b[k]);
-  return sum_lanes(acc);
-}
+// ---- reductions over one dense row (sums: tensor/lane_sum.h) ----
 
 // The maximum (n >= 1). Kept as a running max of 64-element blocks in a lane array: the inner loop
 // over j is then elementwise, which GCC vectorizes (8 AVX2 registers of lanes), where a max reduction
@@ -132,12 +91,13 @@ T row_max(const T* x, int64_t n) {
 template <class T>
 double sum_exp_shifted(const T* x, int64_t n, T m) {
   constexpr int64_t kBlock = 512;  // a multiple of kLanes (see add_to_lanes); 2 KB of float32
+  static_assert(kBlock % kLanes == 0);
   T e[kBlock];
   double acc[kLanes] = {};
   for (int64_t k0 = 0; k0 < n; k0 += kBlock) {
     const int64_t len = std::min(kBlock, n - k0);
     for (int64_t k = 0; k < len; ++k) e[k] = vexp(x[k0 + k] - m);
-    add_to_lanes(acc, e, len);
+    add_to_lanes(acc, len, [&e](int64_t k) { return static_cast<double>(e[k]); });
   }
   return sum_lanes(acc);
 }
@@ -205,12 +165,8 @@ void check_target_values(const int64_t* t, const Shape& targets_shape, int64_t V
   for (int64_t r = 0; r < N; ++r) {
     const bool valid = t[r] == ignore_index || (t[r] >= 0 && t[r] < V);
     if (valid) continue;
-    Shape position(targets_shape.size());  // r as a multi-index into targets
-    for (int64_t d = static_cast<int64_t>(targets_shape.size()) - 1, rest = r; d >= 0; --d) {
-      position[d] = rest % targets_shape[d];
-      rest /= targets_shape[d];
-    }
-    throw Error(detail::concat_message("cross_entropy: target ", t[r], " at position ", shape_str(position),
+    throw Error(detail::concat_message("cross_entropy: target ", t[r], " at position ",
+                                       shape_str(unravel_index(r, targets_shape)),
                                        " is out of range for V = ", V, " classes (expected 0 <= target < ", V,
                                        ", or ignore_index ", ignore_index, ")"));
   }

@@ -97,10 +97,8 @@ struct PairCursor {
   int64_t a = 0, b = 0;
 
   PairCursor(const Shape& shape_, const Strides& a_, const Strides& b_, int64_t linear)
-      : shape(shape_), stride_a(a_), stride_b(b_), index(shape_.size(), 0) {
-    for (size_t d = shape.size(); d-- > 0;) {
-      index[d] = linear % shape[d];
-      linear /= shape[d];
+      : shape(shape_), stride_a(a_), stride_b(b_), index(unravel_index(linear, shape_)) {
+    for (size_t d = 0; d < shape.size(); ++d) {
       a += index[d] * stride_a[d];
       b += index[d] * stride_b[d];
     }

@@ -22,7 +22,7 @@ Tensor ref_index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   out_shape[d] = static_cast<int64_t>(iv.size());
   std::vector<double> out(shape_numel(out_shape));
   for (size_t e = 0; e < out.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), out_shape);
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), out_shape);
     p[d] = iv[p[d]];
     out[e] = xv[ravel(p, x.shape())];
   }
@@ -36,7 +36,7 @@ Tensor ref_gather(const Tensor& x, int64_t dim, const Tensor& index) {
   std::vector<int64_t> iv = index.to_vector<int64_t>();
   std::vector<double> out(iv.size());
   for (size_t e = 0; e < out.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), index.shape());
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), index.shape());
     p[d] = iv[e];
     out[e] = xv[ravel(p, x.shape())];
   }
@@ -187,13 +187,13 @@ Run ref_index_select_run(const Tensor& x, int64_t dim, const Tensor& index, cons
   std::vector<int64_t> iv = index.to_vector<int64_t>();
   Run r{std::vector<float>(up.size()), std::vector<float>(xv.size(), 0.0f)};
   for (size_t e = 0; e < up.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), os);
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), os);
     p[dim] = iv[p[dim]];
     r.out[e] = xv[ravel(p, xs)];
   }
   // Row-major order over upstream visits, for each fixed position, the indices in increasing order.
   for (size_t e = 0; e < up.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), os);
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), os);
     p[dim] = iv[p[dim]];
     r.dx[ravel(p, xs)] += up[e];
   }
@@ -206,7 +206,7 @@ Run ref_gather_run(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   std::vector<int64_t> iv = index.to_vector<int64_t>();
   Run r{std::vector<float>(up.size()), std::vector<float>(xv.size(), 0.0f)};
   for (size_t e = 0; e < up.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), index.shape());
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), index.shape());
     p[dim] = iv[e];
     r.out[e] = xv[ravel(p, x.shape())];
     r.dx[ravel(p, x.shape())] += up[e];

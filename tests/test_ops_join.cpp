@@ -19,7 +19,7 @@ Tensor ref_concat(const Inputs& xs, int64_t dim) {
   for (const Tensor& x : xs) out_shape[d] += x.size(d);
   std::vector<double> out(shape_numel(out_shape));
   for (size_t e = 0; e < out.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), out_shape);
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), out_shape);
     size_t k = 0;
     while (p[d] >= xs[k].size(d)) p[d] -= xs[k++].size(d);
     out[e] = xs[k].to_vector<double>()[ravel(p, xs[k].shape())];
@@ -35,7 +35,7 @@ Tensor ref_stack(const Inputs& xs, int64_t dim) {
   out_shape.insert(out_shape.begin() + d, static_cast<int64_t>(xs.size()));
   std::vector<double> out(shape_numel(out_shape));
   for (size_t e = 0; e < out.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), out_shape);
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), out_shape);
     const int64_t k = p[d];
     p.erase(p.begin() + d);
     out[e] = xs[k].to_vector<double>()[ravel(p, xs[k].shape())];

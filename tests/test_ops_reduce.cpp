@@ -53,7 +53,7 @@ Tensor ref_sum(const Tensor& x, const Dims& dims, bool keepdim, bool mean) {
   const Shape out_shape = ref_out_shape(x.shape(), dims, keepdim);
   std::vector<double> xv = x.to_vector<double>(), out(shape_numel(out_shape), 0.0);
   for (size_t e = 0; e < xv.size(); ++e)
-    out[ref_out_index(unravel(static_cast<int64_t>(e), x.shape()), x.shape(), dims, keepdim)] += xv[e];
+    out[ref_out_index(unravel_index(static_cast<int64_t>(e), x.shape()), x.shape(), dims, keepdim)] += xv[e];
   if (mean) {
     const double count = static_cast<double>(xv.size()) / static_cast<double>(out.size());
     for (double& v : out) v /= count;
@@ -67,7 +67,7 @@ Tensor ref_max(const Tensor& x, int64_t dim, bool keepdim, bool arg) {
   const Shape out_shape = ref_out_shape(x.shape(), {d}, keepdim);
   std::vector<double> xv = x.to_vector<double>(), best(shape_numel(out_shape), -INFINITY), where(best.size(), -1);
   for (size_t e = 0; e < xv.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), x.shape());
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), x.shape());
     int64_t o = ref_out_index(p, x.shape(), {d}, keepdim);
     if (xv[e] > best[o]) {
       best[o] = xv[e];

@@ -18,7 +18,7 @@ Tensor ref_softmax(const Tensor& x, int64_t dim, bool log) {
   const int64_t d = dim < 0 ? dim + x.dim() : dim;
   std::vector<double> xv = x.to_vector<double>(), out(xv.size());
   for (size_t e = 0; e < xv.size(); ++e) {
-    std::vector<int64_t> p = unravel(static_cast<int64_t>(e), x.shape());
+    std::vector<int64_t> p = unravel_index(static_cast<int64_t>(e), x.shape());
     auto at = [&](int64_t k) {  // x at p with p[d] = k
       std::vector<int64_t> q = p;
       q[d] = k;

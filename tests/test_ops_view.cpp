@@ -13,7 +13,7 @@ namespace {
 Tensor ref_gather_view(const Tensor& x, const Shape& out_shape,
                        const std::function<std::vector<int64_t>(const std::vector<int64_t>&)>& map) {
   std::vector<double> xv = x.to_vector<double>(), out(shape_numel(out_shape));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = xv[ravel(map(unravel(static_cast<int64_t>(i), out_shape)), x.shape())];
+  for (size_t i = 0; i < out.size(); ++i) out[i] = xv[ravel(map(unravel_index(static_cast<int64_t>(i), out_shape)), x.shape())];
   return ref_tensor(out_shape, out);
 }
 

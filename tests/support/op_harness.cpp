@@ -171,15 +171,6 @@ Tensor ref_map2(const Tensor& a, const Tensor& b, const std::function<double(dou
   return ref_tensor(a.shape(), va);
 }
 
-std::vector<int64_t> unravel(int64_t flat, const Shape& shape) {
-  std::vector<int64_t> idx(shape.size());
-  for (size_t d = shape.size(); d-- > 0;) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return idx;
-}
-
 int64_t ravel(const std::vector<int64_t>& index, const Shape& shape) {
   int64_t flat = 0;
   for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + index[d];

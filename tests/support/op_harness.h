@@ -76,8 +76,7 @@ Tensor ref_tensor(const Shape& shape, const std::vector<double>& values);
 // out[i] = f(x[i]) / f(a[i], b[i]) over row-major values.
 Tensor ref_map1(const Tensor& x, const std::function<double(double)>& f);
 Tensor ref_map2(const Tensor& a, const Tensor& b, const std::function<double(double, double)>& f);
-// Row-major index <-> multi-index.
-std::vector<int64_t> unravel(int64_t flat, const Shape& shape);
+// Multi-index -> row-major index (the inverse of unravel_index, tensor/shape.h).
 int64_t ravel(const std::vector<int64_t>& index, const Shape& shape);
 
 }  // namespace hydra::test
