@@ -17,6 +17,7 @@
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
 #include "tensor/gemm.h"
+#include "tensor/lane_sum.h"
 #include "tensor/parallel.h"
 #include "tensor/vec_math.h"
 
@@ -96,27 +97,13 @@ int64_t visible_keys(int64_t q_start, int64_t i, int64_t j0, int64_t nk) {
   return std::clamp<int64_t>(q_start + i + 1 - j0, 0, nk);
 }
 
-// Σ_c x[c] for c < n in a fixed order: eight interleaved partial sums (element c into lane c % 8, then
-// the lanes in order), so the adds do not form one serial dependency chain and the compiler may use
-// vector registers, while the result still depends only on n.
-template <class T>
-T row_sum(const T* x, int64_t n) {
-  T lanes[8] = {};
-  int64_t c = 0;
-  for (; c + 8 <= n; c += 8)
-    for (int e = 0; e < 8; ++e) lanes[e] += x[c + e];
-  for (int e = 0; c < n; ++c, ++e) lanes[e] += x[c];
-  T sum = 0;
-  for (T lane : lanes) sum += lane;
-  return sum;
-}
-
 template <class T>
 void attention_forward(const Dims& d, int64_t q_start, T scale, HeadRows<const T> q, HeadRows<const T> k,
-                       HeadRows<const T> v, HeadRows<T> out, T* lse) {
+                       HeadRows<const T> v, HeadRows<T> out, double* lse) {
   const int64_t n_qblocks = ceil_div(d.Tq, kQueryBlock);
   parallel_for(0, d.B * d.H * n_qblocks, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> s(kQueryBlock * kKeyBlock), m(kQueryBlock), l(kQueryBlock);
+    std::vector<T> s(kQueryBlock * kKeyBlock), m(kQueryBlock);
+    std::vector<double> l(kQueryBlock);
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t qb = task % n_qblocks, h = (task / n_qblocks) % d.H, b = task / (n_qblocks * d.H);
       const int64_t g = h / d.group, i0 = qb * kQueryBlock, nq = std::min(kQueryBlock, d.Tq - i0);
@@ -124,7 +111,7 @@ void attention_forward(const Dims& d, int64_t q_start, T scale, HeadRows<const T
       T* O = out.row(b, h, i0);  // the accumulator: rows of the output itself
       for (int64_t r = 0; r < nq; ++r) std::fill(O + r * out.ld, O + r * out.ld + d.D, T(0));
       std::fill(m.begin(), m.end(), -std::numeric_limits<T>::infinity());
-      std::fill(l.begin(), l.end(), T(0));
+      std::fill(l.begin(), l.end(), 0.0);
       // Keys [0, key_end) are visible to some row of this block; blocks past it are fully masked.
       const int64_t key_end = q_start + i0 + nq;
       for (int64_t j0 = 0; j0 < key_end; j0 += kKeyBlock) {
@@ -153,11 +140,15 @@ void attention_forward(const Dims& d, int64_t q_start, T scale, HeadRows<const T
                              out.ld);
       }
       // Every row saw key 0, so l > 0.
-      T* lse_row = lse + (b * d.H + h) * d.Tq + i0;
+      // NOTE: l is summed and lse kept in double whatever T is. The backward forms e^(S - lse); with scores
+      // near ±50 a float32 lse is off by up to half an ulp of 50 (2e-6), a relative error that every
+      // probability of the row then shares. In double, float32 dk and dv came out 1.5-2x closer to the
+      // float64 result (peaky case of tests/test_nn_attention.cpp). B·H·Tq doubles cost nothing.
+      double* lse_row = lse + (b * d.H + h) * d.Tq + i0;
       for (int64_t r = 0; r < nq; ++r) {
-        const T inv = T(1) / l[r];
+        const T inv = static_cast<T>(1.0 / l[r]);
         for (int64_t e = 0; e < d.D; ++e) O[r * out.ld + e] *= inv;
-        lse_row[r] = m[r] + std::log(l[r]);
+        lse_row[r] = static_cast<double>(m[r]) + std::log(l[r]);
       }
     }
   });
@@ -168,7 +159,7 @@ void attention_forward(const Dims& d, int64_t q_start, T scale, HeadRows<const T
 template <class T>
 struct BackwardArgs {
   HeadRows<const T> q, k, v, out, dout;
-  const T* lse;  // (B, H, Tq)
+  const double* lse;  // (B, H, Tq)
   HeadRows<T> dq, dk, dv;
 };
 
@@ -218,14 +209,15 @@ void attention_backward(const Dims& d, int64_t q_start, T scale, const BackwardA
             // forward: O = P V, so dP = dO Vᵀ
             kernels::gemm_serial(false, true, nq, nk, d.D, T(1), dO, a.dout.ld, V, a.v.ld, T(0), ds.data(),
                                  kKeyBlock);
-            const T* lse = a.lse + (b * d.H + h) * d.Tq + i0;
+            const double* lse = a.lse + (b * d.H + h) * d.Tq + i0;
             const T* dlt = delta.data() + hh * d.Tq + i0;
             for (int64_t r = 0; r < nq; ++r) {
               T* pr = p.data() + r * kKeyBlock;
               T* dsr = ds.data() + r * kKeyBlock;
               const int64_t visible = visible_keys(q_start, i0 + r, j0, nk);
               // forward: P = e^(S - lse), the softmax of the visible scores
-              for (int64_t c = 0; c < visible; ++c) pr[c] = vexp(pr[c] - lse[r]);
+              const double lse_r = lse[r];
+              for (int64_t c = 0; c < visible; ++c) pr[c] = vexp(static_cast<T>(pr[c] - lse_r));
               // forward: P = softmax(S), so dS = P ∘ (dP - Σ_j P dP) = P ∘ (dP - Δ)
               for (int64_t c = 0; c < visible; ++c) dsr[c] = pr[c] * (dsr[c] - dlt[r]);
               std::fill(pr + visible, pr + nk, T(0));  // masked: P = 0, so dS = 0
@@ -254,12 +246,12 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   const Dims d = check_attention("causal_attention", q_in, k_in, v_in, q_start, scale);
   Tensor q = gemm_rows(q_in), k = gemm_rows(k_in), v = gemm_rows(v_in);
   Tensor out = empty({d.B, d.Tq, d.H, d.D}, q.dtype());
-  Tensor lse = empty({d.B, d.H, d.Tq}, q.dtype());
+  Tensor lse = empty({d.B, d.H, d.Tq}, DType::Float64);
   if (out.numel() > 0)
     dispatch_float(q.dtype(), "causal_attention", [&](auto tag) {
       using T = decltype(tag);
       attention_forward<T>(d, q_start, static_cast<T>(scale), head_rows<const T>(q), head_rows<const T>(k),
-                           head_rows<const T>(v), head_rows<T>(out), lse.data<T>());
+                           head_rows<const T>(v), head_rows<T>(out), lse.data<double>());
     });
   return record("causal_attention", out, {q_in, k_in, v_in},
                 [d, q_start, scale, q = q.detach(), k = k.detach(), v = v.detach(), out = out.detach(), lse](
@@ -281,7 +273,7 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
                     };
                     BackwardArgs<T> args{head_rows<const T>(q),   head_rows<const T>(k),
                                          head_rows<const T>(v),   head_rows<const T>(out),
-                                         head_rows<const T>(dout), lse.data<T>(),
+                                         head_rows<const T>(dout), lse.data<double>(),
                                          rows_or_null(dq),        rows_or_null(dk),
                                          rows_or_null(dv)};
                     attention_backward<T>(d, q_start, static_cast<T>(scale), args);

@@ -12,8 +12,8 @@
 // strides (any layout whose last dim is dense: no permute copies). The forward tiles queries and keys
 // into blocks and keeps an online softmax per query row (running max and sum, rescaling the output
 // accumulator), so it never holds more than one (query block × key block) score tile per task; it saves
-// only out and the per-row logsumexp (B, H, Tq). The backward recomputes the probabilities tile by tile
-// from q, k and the logsumexp (FlashAttention-2). Fully masked key blocks are skipped.
+// only out and the per-row logsumexp (B, H, Tq; float64). The backward recomputes the probabilities tile
+// by tile from q, k and the logsumexp (FlashAttention-2). Fully masked key blocks are skipped.
 //
 // Deterministic for any thread count: the backward runs one task per (batch, kv head), which walks key
 // blocks and, inside each, the query blocks that see it, in a fixed order; every gradient row belongs to
