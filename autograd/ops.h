@@ -5,10 +5,10 @@
 #include "autograd/ops_elementwise.h"
 #include "autograd/ops_index.h"
 #include "autograd/ops_join.h"
-#include "autograd/ops_loss.h"
 #include "autograd/ops_matmul.h"
 #include "autograd/ops_reduce.h"
 #include "autograd/ops_softmax.h"
 #include "autograd/ops_view.h"
+#include "nn/cross_entropy.h"  // the loss, a fused layer like RMSNorm: hydra::cross_entropy
 #include "tensor/random.h"
 #include "tensor/tensor.h"

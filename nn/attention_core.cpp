@@ -17,7 +17,7 @@
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
 #include "tensor/gemm.h"
-#include "tensor/lane_sum.h"
+#include "tensor/row_reduce.h"
 #include "tensor/parallel.h"
 #include "tensor/vec_math.h"
 

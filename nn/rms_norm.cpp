@@ -8,7 +8,7 @@
 #include "autograd/record.h"
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
-#include "tensor/lane_sum.h"
+#include "tensor/row_reduce.h"
 #include "tensor/parallel.h"
 
 namespace hydra::nn {
