@@ -1,5 +1,5 @@
-// Fused causal attention: the tiled online-softmax forward, the FlashAttention-2 backward recorded
-// right below it, and the reference built from primitives.
+// Fused causal attention: the tiled online-softmax forward, the FlashAttention-2 backward right below
+// it, and the reference built from primitives.
 //
 // Notation inside one (batch b, query head h) pair, g = h / (H / Hkv) its kv head:
 //   S = scale · Q Kᵀ,  P = softmax_row(S masked causally),  O = P V,  lse_i = log Σ_j e^(S_ij)
@@ -240,49 +240,62 @@ void attention_backward(const Dims& d, int64_t q_start, T scale, const BackwardA
   });
 }
 
+// What the backward reads: the forward's inputs (as GEMM reads them), its output and the logsumexp.
+struct AttentionSaved {
+  Dims d;
+  int64_t q_start = 0;
+  double scale = 1;
+  Tensor q, k, v, out;  // detached
+  Tensor lse;           // (B, H, Tq) float64
+};
+
+// The backward of causal_attention on tensors: dq, dk and dv for the inputs that need them.
+Grads attention_backward(const AttentionSaved& s, const Tensor& dout_in, const Needs& needs) {
+  Grads grads(3);
+  if (s.out.numel() == 0) {  // nothing flowed: every gradient is zero
+    for (int i = 0; i < 3; ++i)
+      if (needs[i]) grads[i] = zeros((i == 0 ? s.q : s.k).shape(), s.q.dtype());
+    return grads;
+  }
+  Tensor dout = gemm_rows(dout_in);
+  Tensor dq = needs[0] ? empty(s.q.shape(), s.q.dtype()) : Tensor();
+  Tensor dk = needs[1] || needs[2] ? empty(s.k.shape(), s.k.dtype()) : Tensor();
+  Tensor dv = needs[1] || needs[2] ? empty(s.v.shape(), s.v.dtype()) : Tensor();
+  dispatch_float(s.q.dtype(), "causal_attention backward", [&](auto tag) {
+    using T = decltype(tag);
+    auto rows_or_null = [](const Tensor& t) { return t.defined() ? head_rows<T>(t) : HeadRows<T>{nullptr, 0, 0, 0}; };
+    BackwardArgs<T> args{head_rows<const T>(s.q),   head_rows<const T>(s.k), head_rows<const T>(s.v),
+                         head_rows<const T>(s.out), head_rows<const T>(dout), s.lse.data<double>(),
+                         rows_or_null(dq),          rows_or_null(dk),         rows_or_null(dv)};
+    attention_backward<T>(s.d, s.q_start, static_cast<T>(s.scale), args);
+  });
+  grads[0] = dq;
+  if (needs[1]) grads[1] = dk;
+  if (needs[2]) grads[2] = dv;
+  return grads;
+}
+
 }  // namespace
 
 Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, int64_t q_start, double scale) {
-  const Dims d = check_attention("causal_attention", q_in, k_in, v_in, q_start, scale);
-  Tensor q = gemm_rows(q_in), k = gemm_rows(k_in), v = gemm_rows(v_in);
-  Tensor out = empty({d.B, d.Tq, d.H, d.D}, q.dtype());
-  Tensor lse = empty({d.B, d.H, d.Tq}, DType::Float64);
+  AttentionSaved s;
+  s.d = check_attention("causal_attention", q_in, k_in, v_in, q_start, scale);
+  s.q_start = q_start;
+  s.scale = scale;
+  s.q = gemm_rows(q_in).detach();
+  s.k = gemm_rows(k_in).detach();
+  s.v = gemm_rows(v_in).detach();
+  Tensor out = empty({s.d.B, s.d.Tq, s.d.H, s.d.D}, s.q.dtype());
+  s.out = out.detach();
+  s.lse = empty({s.d.B, s.d.H, s.d.Tq}, DType::Float64);
   if (out.numel() > 0)
-    dispatch_float(q.dtype(), "causal_attention", [&](auto tag) {
+    dispatch_float(s.q.dtype(), "causal_attention", [&](auto tag) {
       using T = decltype(tag);
-      attention_forward<T>(d, q_start, static_cast<T>(scale), head_rows<const T>(q), head_rows<const T>(k),
-                           head_rows<const T>(v), head_rows<T>(out), lse.data<double>());
+      attention_forward<T>(s.d, q_start, static_cast<T>(scale), head_rows<const T>(s.q), head_rows<const T>(s.k),
+                           head_rows<const T>(s.v), head_rows<T>(out), s.lse.data<double>());
     });
   return record("causal_attention", out, {q_in, k_in, v_in},
-                [d, q_start, scale, q = q.detach(), k = k.detach(), v = v.detach(), out = out.detach(), lse](
-                    const Tensor& dout_in, const Needs& needs) {
-                  Grads grads(3);
-                  if (out.numel() == 0) {  // nothing flowed: every gradient is zero
-                    for (int i = 0; i < 3; ++i)
-                      if (needs[i]) grads[i] = zeros((i == 0 ? q : k).shape(), q.dtype());
-                    return grads;
-                  }
-                  Tensor dout = gemm_rows(dout_in);
-                  Tensor dq = needs[0] ? empty(q.shape(), q.dtype()) : Tensor();
-                  Tensor dk = needs[1] || needs[2] ? empty(k.shape(), k.dtype()) : Tensor();
-                  Tensor dv = needs[1] || needs[2] ? empty(v.shape(), v.dtype()) : Tensor();
-                  dispatch_float(q.dtype(), "causal_attention backward", [&](auto tag) {
-                    using T = decltype(tag);
-                    auto rows_or_null = [](const Tensor& t) {
-                      return t.defined() ? head_rows<T>(t) : HeadRows<T>{nullptr, 0, 0, 0};
-                    };
-                    BackwardArgs<T> args{head_rows<const T>(q),   head_rows<const T>(k),
-                                         head_rows<const T>(v),   head_rows<const T>(out),
-                                         head_rows<const T>(dout), lse.data<double>(),
-                                         rows_or_null(dq),        rows_or_null(dk),
-                                         rows_or_null(dv)};
-                    attention_backward<T>(d, q_start, static_cast<T>(scale), args);
-                  });
-                  grads[0] = dq;
-                  if (needs[1]) grads[1] = dk;
-                  if (needs[2]) grads[2] = dv;
-                  return grads;
-                });
+                [s](const Tensor& dout, const Needs& needs) { return attention_backward(s, dout, needs); });
 }
 
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v, int64_t q_start,

@@ -52,30 +52,37 @@ void swiglu_backward(const T* dout, const T* g, const T* u, T* dg, T* du, int64_
   });
 }
 
+// What the backward reads: the forward's two dense inputs.
+struct SwigluSaved {
+  Tensor gate, up;  // detached
+};
+
+// The backward of swiglu on tensors: dgate and dup for the inputs that need them.
+Grads swiglu_backward(const SwigluSaved& s, const Tensor& dout_in, const Needs& needs) {
+  Tensor dout = kernels::contiguous_raw(dout_in);
+  Grads g(2);
+  if (needs[0]) g[0] = empty(s.gate.shape(), s.gate.dtype());
+  if (needs[1]) g[1] = empty(s.up.shape(), s.up.dtype());
+  dispatch_float(s.gate.dtype(), "swiglu backward", [&](auto tag) {
+    using T = decltype(tag);
+    swiglu_backward<T>(dout.data<T>(), s.gate.data<T>(), s.up.data<T>(), needs[0] ? g[0].data<T>() : nullptr,
+                       needs[1] ? g[1].data<T>() : nullptr, s.gate.numel());
+  });
+  return g;
+}
+
 }  // namespace
 
 Tensor swiglu(const Tensor& gate_in, const Tensor& up_in) {
   kernels::check_same_shape("swiglu", gate_in, up_in);
-  Tensor gate = kernels::contiguous_raw(gate_in), up = kernels::contiguous_raw(up_in);
-  Tensor out = empty(gate.shape(), gate.dtype());
-  dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
+  SwigluSaved s{kernels::contiguous_raw(gate_in).detach(), kernels::contiguous_raw(up_in).detach()};
+  Tensor out = empty(s.gate.shape(), s.gate.dtype());
+  dispatch_float(s.gate.dtype(), "swiglu", [&](auto tag) {
     using T = decltype(tag);
-    swiglu_forward<T>(gate.data<T>(), up.data<T>(), out.data<T>(), gate.numel());
+    swiglu_forward<T>(s.gate.data<T>(), s.up.data<T>(), out.data<T>(), s.gate.numel());
   });
   return record("swiglu", out, {gate_in, up_in},
-                [gate = gate.detach(), up = up.detach()](const Tensor& dout_in, const Needs& needs) {
-                  Tensor dout = kernels::contiguous_raw(dout_in);
-                  Grads g(2);
-                  if (needs[0]) g[0] = empty(gate.shape(), gate.dtype());
-                  if (needs[1]) g[1] = empty(up.shape(), up.dtype());
-                  dispatch_float(gate.dtype(), "swiglu backward", [&](auto tag) {
-                    using T = decltype(tag);
-                    swiglu_backward<T>(dout.data<T>(), gate.data<T>(), up.data<T>(),
-                                       needs[0] ? g[0].data<T>() : nullptr, needs[1] ? g[1].data<T>() : nullptr,
-                                       gate.numel());
-                  });
-                  return g;
-                });
+                [s](const Tensor& dout, const Needs& needs) { return swiglu_backward(s, dout, needs); });
 }
 
 Tensor swiglu_reference(const Tensor& gate, const Tensor& up) {

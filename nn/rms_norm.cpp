@@ -86,32 +86,43 @@ void check_rms_norm(const char* op, const Tensor& x, const Tensor& weight) {
               "; both must be float32 or both float64");
 }
 
+// What the backward reads: the forward's dense x and w, and one rstd per row.
+struct RMSNormSaved {
+  Tensor x, w, rstd;  // (N, C) as x's shape, (C), (N); detached
+  int64_t n = 0, c = 0;
+};
+
+// The backward of rms_norm on tensors: dx and dw for the inputs that need them.
+Grads rms_norm_backward(const RMSNormSaved& s, const Tensor& dy_in, const Needs& needs) {
+  Tensor dy = kernels::contiguous_raw(dy_in);
+  Grads g(2);
+  if (needs[0]) g[0] = empty(s.x.shape(), s.x.dtype());
+  if (needs[1]) g[1] = empty(s.w.shape(), s.w.dtype());
+  dispatch_float(s.x.dtype(), "rms_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    rms_norm_backward<T>(dy.data<T>(), s.x.data<T>(), s.w.data<T>(), s.rstd.data<T>(),
+                         needs[0] ? g[0].data<T>() : nullptr, needs[1] ? g[1].data<T>() : nullptr, s.n, s.c);
+  });
+  return g;
+}
+
 }  // namespace
 
 Tensor rms_norm(const Tensor& x_in, const Tensor& weight, double eps) {
   check_rms_norm("rms_norm", x_in, weight);
-  Tensor x = kernels::contiguous_raw(x_in), w = kernels::contiguous_raw(weight);
-  const int64_t c = w.numel(), n = x.numel() / c;
-  Tensor y = empty(x.shape(), x.dtype());
-  Tensor rstd = empty({n}, x.dtype());  // shape: (N): all the backward needs besides x and w
-  dispatch_float(x.dtype(), "rms_norm", [&](auto tag) {
+  RMSNormSaved s;
+  s.x = kernels::contiguous_raw(x_in).detach();
+  s.w = kernels::contiguous_raw(weight).detach();
+  s.c = s.w.numel();
+  s.n = s.x.numel() / s.c;
+  s.rstd = empty({s.n}, s.x.dtype());  // shape: (N): all the backward needs besides x and w
+  Tensor y = empty(s.x.shape(), s.x.dtype());
+  dispatch_float(s.x.dtype(), "rms_norm", [&](auto tag) {
     using T = decltype(tag);
-    rms_norm_forward<T>(x.data<T>(), w.data<T>(), y.data<T>(), rstd.data<T>(), n, c, eps);
+    rms_norm_forward<T>(s.x.data<T>(), s.w.data<T>(), y.data<T>(), s.rstd.data<T>(), s.n, s.c, eps);
   });
   return record("rms_norm", y, {x_in, weight},
-                [x = x.detach(), w = w.detach(), rstd, n, c](const Tensor& dy_in, const Needs& needs) {
-                  Tensor dy = kernels::contiguous_raw(dy_in);
-                  Grads g(2);
-                  if (needs[0]) g[0] = empty(x.shape(), x.dtype());
-                  if (needs[1]) g[1] = empty(w.shape(), w.dtype());
-                  dispatch_float(x.dtype(), "rms_norm backward", [&](auto tag) {
-                    using T = decltype(tag);
-                    rms_norm_backward<T>(dy.data<T>(), x.data<T>(), w.data<T>(), rstd.data<T>(),
-                                         needs[0] ? g[0].data<T>() : nullptr, needs[1] ? g[1].data<T>() : nullptr,
-                                         n, c);
-                  });
-                  return g;
-                });
+                [s](const Tensor& dy, const Needs& needs) { return rms_norm_backward(s, dy, needs); });
 }
 
 Tensor rms_norm_reference(const Tensor& x, const Tensor& weight, double eps) {
