@@ -10,6 +10,7 @@ namespace hydra {
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   const int64_t d = normalize_dim("index_select", dim, x.dim());
+  kernels::check_index_1d("index_select", index, x.shape(), d);
   Tensor out = kernels::index_select_raw(x, d, index);  // shape: x's with dim d of size index.numel()
   return record("index_select", out, {x},
                 [x_shape = x.shape(), d, index = index.detach()](const Tensor& dout, const Needs&) {

@@ -57,26 +57,23 @@ Tensor parse_tokens(const std::string& text) {
   return from_vector(flat, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
 }
 
+// "0,2" -> {0, 2}. An empty list is an error, as in the API (every head is what leaving --heads out means).
 std::vector<int64_t> parse_list(const std::string& text, const std::string& what) {
+  HYDRA_CHECK(!text.empty(), what, ": empty list; give at least one head index");
   std::vector<int64_t> out;
   for (const std::string& part : split(text, ',')) out.push_back(parse_int(part, what));
-  HYDRA_CHECK(!out.empty(), what, ": empty list");
   return out;
 }
 
-// Token ids as int64 (B, T), checked against the vocabulary with the position of the first bad id.
-Tensor checked_ids(Tensor ids, const std::string& source, int64_t vocab_size) {
+// Token ids as int64 (B, T). Their range is checked once, by the model's embedding (nn/embedding.h),
+// whose error names the id, its (row, position) and the vocabulary.
+Tensor token_ids(Tensor ids, const std::string& source) {
   HYDRA_CHECK(ids.dtype() == DType::Int32 || ids.dtype() == DType::Int64, source, ": token ids must be integers, got ",
               dtype_name(ids.dtype()));
   if (ids.dim() == 1) ids = unsqueeze(ids, 0);
   HYDRA_CHECK(ids.dim() == 2 && ids.numel() > 0, source, ": expected token ids of shape (batch, seq), got ",
               shape_str(ids.shape()));
-  ids = cast(ids, DType::Int64);
-  std::vector<int64_t> v = ids.to_vector<int64_t>();
-  for (size_t i = 0; i < v.size(); ++i)
-    HYDRA_CHECK(v[i] >= 0 && v[i] < vocab_size, source, ": token id ", v[i], " at row ", i / ids.size(1),
-                ", position ", i % ids.size(1), " is outside the vocabulary [0, ", vocab_size, ")");
-  return ids;
+  return cast(ids, DType::Int64);
 }
 
 }  // namespace
@@ -92,7 +89,7 @@ Command add_forward_command(CLI::App& hydra) {
   auto* tokens = app->add_option("--tokens", opt->tokens, "Token ids: \"1,2,3;4,5,6\" (rows of equal length)");
   auto* file = app->add_option("--tokens-file", opt->tokens_file, "Token ids as an integer .npy, (seq) or (batch, seq)");
   tokens->excludes(file);
-  app->add_option("--heads", opt->heads, "Heads to run, e.g. 0,2 (default: all; duplicates allowed)");
+  auto* heads_opt = app->add_option("--heads", opt->heads, "Heads to run, e.g. 0,2 (default: all; duplicates allowed)");
   app->add_flag("--last-token-only", opt->last_token_only, "Only the last position's logits");
   app->add_option("--residual", opt->residual, "A (batch, seq, d_model) .npy added once to the trunk output");
   auto* hh = app->add_option("--hidden-heads", opt->hidden_heads, "Also write these heads' final hidden states");
@@ -100,17 +97,20 @@ Command add_forward_command(CLI::App& hydra) {
   hh->needs(ho);
   ho->needs(hh);
   app->add_option("--out", opt->out, "Output logits .npy")->required();
-  return {app, [opt] {
+  return {app, [opt, heads_opt, hh] {
             HYDRA_CHECK(!opt->tokens.empty() || !opt->tokens_file.empty(), "forward: give --tokens or --tokens-file");
-            HYDRA_CHECK(opt->residual.empty() || opt->hidden_heads.empty(),
+            HYDRA_CHECK(opt->residual.empty() || hh->count() == 0,
                         "forward: --residual and --hidden-heads cannot be combined (residual_forward takes no residual)");
             // Read and check every input before loading the model or writing anything.
             HydraTransformerConfig config = load_model_config(opt->model);
-            const int64_t V = config.base_config.vocab_size, C = config.base_config.d_model;
-            Tensor ids = opt->tokens.empty() ? checked_ids(io::load_npy(opt->tokens_file), opt->tokens_file, V)
-                                             : checked_ids(parse_tokens(opt->tokens), "--tokens", V);
+            const int64_t C = config.base_config.d_model;
+            Tensor ids = opt->tokens.empty() ? token_ids(io::load_npy(opt->tokens_file), opt->tokens_file)
+                                             : token_ids(parse_tokens(opt->tokens), "--tokens");
+            // Given (even as '') means a list; left out means every head.
             HeadIndices heads;
-            if (!opt->heads.empty()) heads = parse_list(opt->heads, "--heads");
+            if (heads_opt->count() > 0) heads = parse_list(opt->heads, "--heads");
+            std::vector<int64_t> hidden_heads;
+            if (hh->count() > 0) hidden_heads = parse_list(opt->hidden_heads, "--hidden-heads");
             std::optional<Tensor> residual;
             if (!opt->residual.empty()) {
               Tensor r = io::load_npy(opt->residual);
@@ -121,9 +121,8 @@ Command add_forward_command(CLI::App& hydra) {
             }
             auto model = load_model_dir(opt->model);
             NoGradGuard no_grad;
-            if (!opt->hidden_heads.empty()) {
-              auto [logits, hidden] = model->residual_forward(ids, parse_list(opt->hidden_heads, "--hidden-heads"),
-                                                              heads, opt->last_token_only);
+            if (hh->count() > 0) {
+              auto [logits, hidden] = model->residual_forward(ids, hidden_heads, heads, opt->last_token_only);
               io::save_npy(opt->out, logits);
               io::save_npy(opt->hidden_out, hidden);
               std::cout << "forward: logits " << shape_str(logits.shape()) << " -> " << opt->out << ", hidden "

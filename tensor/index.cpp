@@ -25,17 +25,12 @@ Split split_at(const Shape& shape, int64_t dim) {
   return s;
 }
 
-// The 1-D index as int64 values, each checked to lie in [0, x_shape[dim]). One serial pass: an index
-// holds one entry per selected row, so it is small next to the data it moves, and a serial check reports
-// the first bad entry whatever the thread count.
-std::vector<int64_t> checked_index_1d(const char* op, const Tensor& index, const Shape& x_shape, int64_t dim) {
-  dispatch_index(index.dtype(), op, [](auto) {});  // rejects float indices with the standard message
-  HYDRA_CHECK(index.dim() == 1, op, ": index must be 1-D, got shape ", shape_str(index.shape()));
+// The 1-D index as int64 values. The caller has validated it (check_index_1d or its own check, once, at
+// the API boundary); here a bad entry is a bug in Hydra.
+std::vector<int64_t> index_values(const Tensor& index, int64_t size) {
+  HYDRA_ASSERT(index.dim() == 1 && (index.dtype() == DType::Int32 || index.dtype() == DType::Int64));
   std::vector<int64_t> idx = index.to_vector<int64_t>();
-  const int64_t size = x_shape[dim];
-  for (size_t i = 0; i < idx.size(); ++i)
-    HYDRA_CHECK(idx[i] >= 0 && idx[i] < size, op, ": index ", idx[i], " at position ", i,
-                " is out of range for dim ", dim, " of size ", size, " (x shape ", shape_str(x_shape), ")");
+  for (int64_t i : idx) HYDRA_ASSERT(i >= 0 && i < size, "index ", i, " outside [0, ", size, ")");
   return idx;
 }
 
@@ -127,9 +122,21 @@ void check_gather_index(const char* op, const Shape& t_shape, int64_t dim, const
 
 }  // namespace
 
+// One serial pass: an index holds one entry per selected row, so it is small next to the data it moves,
+// and a serial check reports the first bad entry whatever the thread count.
+void check_index_1d(const char* op, const Tensor& index, const Shape& x_shape, int64_t dim) {
+  dispatch_index(index.dtype(), op, [](auto) {});  // rejects float indices with the standard message
+  HYDRA_CHECK(index.dim() == 1, op, ": index must be 1-D, got shape ", shape_str(index.shape()));
+  const std::vector<int64_t> idx = index.to_vector<int64_t>();
+  const int64_t size = x_shape[dim];
+  for (size_t i = 0; i < idx.size(); ++i)
+    HYDRA_CHECK(idx[i] >= 0 && idx[i] < size, op, ": index ", idx[i], " at position ", i,
+                " is out of range for dim ", dim, " of size ", size, " (x shape ", shape_str(x_shape), ")");
+}
+
 Tensor index_select_raw(const Tensor& x_any, int64_t dim, const Tensor& index) {
   HYDRA_ASSERT(dim >= 0 && dim < x_any.dim());
-  const std::vector<int64_t> idx = checked_index_1d("index_select", index, x_any.shape(), dim);
+  const std::vector<int64_t> idx = index_values(index, x_any.size(dim));
   // NOTE: a strided x is made dense first (one pass over it) so that every output row below is one
   // memcpy. The hot case, the embedding table (V, C), is a dense parameter and is never copied.
   const Tensor x = contiguous_raw(x_any);
@@ -156,7 +163,7 @@ Tensor index_select_raw(const Tensor& x_any, int64_t dim, const Tensor& index) {
 void index_add_into(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src_any) {
   HYDRA_ASSERT(dim >= 0 && dim < dst.dim());
   HYDRA_ASSERT(dst.is_contiguous(), "index_add needs a dense destination");
-  const std::vector<int64_t> idx = checked_index_1d("index_add", index, dst.shape(), dim);
+  const std::vector<int64_t> idx = index_values(index, dst.size(dim));
   const int64_t n = static_cast<int64_t>(idx.size());
   Shape want = dst.shape();
   want[dim] = n;

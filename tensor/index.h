@@ -2,8 +2,11 @@
 // backward. The differentiable wrappers are in autograd/ops_index.h.
 //
 // `dim` is already normalised (0..ndim-1). Indices are int32 or int64 tensors of any layout; every index
-// must lie in [0, size of dim) (negative indices are errors, as in PyTorch), and the error names the op,
-// the bad value, its position and the dim size. Outputs are new dense tensors.
+// must lie in [0, size of dim) (negative indices are errors, as in PyTorch). index_select_raw and
+// index_add_into take the 1-D index as already checked (check_index_1d, or the embedding's token-id check:
+// one check per forward, at the API boundary) and only assert it; gather_raw and scatter_add_into check
+// theirs, the error naming the op, the bad value, its position and the dim size. Outputs are new dense
+// tensors.
 //
 // Determinism: the scatter-adds never race. Each destination element is owned by one task, which adds
 // its contributions in index order, so results are bit-identical for any thread count.
@@ -14,6 +17,10 @@
 #include "tensor/tensor.h"
 
 namespace hydra::kernels {
+
+// Error unless index is an int32/int64 1-D tensor whose every entry is in [0, x_shape[dim]), naming op,
+// the first bad value, its position and the dim size.
+void check_index_1d(const char* op, const Tensor& index, const Shape& x_shape, int64_t dim);
 
 // out = x with dim replaced by the 1-D index: out[..., i, ...] = x[..., index[i], ...]. Any dtype.
 // x (..., N, ...) and index (n) -> out (..., n, ...).

@@ -32,7 +32,12 @@ cmp -s "$dir/logits.npy" "$dir/again.npy" || { echo "FAIL: forward is not determ
 "$hydra" --threads 1 forward "$dir/tiny" --tokens "1,2,3;4,5,6" --out "$dir/one.npy" >/dev/null
 cmp -s "$dir/logits.npy" "$dir/one.npy" || { echo "FAIL: 1 thread and all threads differ"; fail=$((fail + 1)); }
 
-expect 2 "token id 5000 at row 1, position 0" -- "$hydra" forward "$dir/tiny" --tokens "1,2;5000,3" --out "$dir/bad.npy"
+expect 2 "token id 5000 at position \[1, 0\] of ids \[2, 2\] is out of range for a vocabulary of 4096" -- "$hydra" forward "$dir/tiny" --tokens "1,2;5000,3" --out "$dir/bad.npy"
+expect 2 "token id -1 at position \[0, 1\]" -- "$hydra" forward "$dir/tiny" --tokens "1,-1" --out "$dir/bad.npy"
+# An empty head list is an error, as in the API (leaving the option out means every head).
+expect 2 "--heads: empty list" -- "$hydra" forward "$dir/tiny" --tokens "1,2" --heads '' --out "$dir/bad.npy"
+expect 2 "--hidden-heads: empty list" -- "$hydra" forward "$dir/tiny" --tokens "1,2" --hidden-heads '' --hidden-out "$dir/h3.npy" --out "$dir/bad.npy"
+expect 2 "'' is not an integer" -- "$hydra" forward "$dir/tiny" --tokens "1,2" --heads 0, --out "$dir/bad.npy"
 expect 2 "row 1 has 1 ids but row 0 has 2" -- "$hydra" forward "$dir/tiny" --tokens "1,2;3" --out "$dir/bad.npy"
 expect 2 "'x' is not an integer" -- "$hydra" forward "$dir/tiny" --tokens "1,x" --out "$dir/bad.npy"
 expect 2 "head index 3" -- "$hydra" forward "$dir/tiny" --tokens "1,2" --heads 3 --out "$dir/bad.npy"
