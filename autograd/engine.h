@@ -11,6 +11,9 @@
 // leaves' .grad. A node is run only after every node that feeds it a gradient, and inputs that need no
 // gradient are never visited. The graph can be walked once: a second backward through the same nodes
 // is an error (their saved tensors are gone).
+//
+// engine.cpp also defines Tensor's autograd methods (declared in tensor/tensor.h): set_requires_grad,
+// grad, zero_grad, backward and detach.
 #pragma once
 
 #include "tensor/tensor.h"

@@ -8,7 +8,7 @@
 // Element (i0, i1, ...) lives at  data_base + (offset + Σ i_k * stride_k) * dtype_size.
 // Strides are in elements, may be 0 (expand) and are never negative.
 //
-// The autograd fields (requires_grad, grad, grad_fn) are described in autograd/engine.h.
+// The autograd fields (requires_grad, grad, grad_fn) and methods are described in autograd/engine.h.
 #pragma once
 
 #include <cstdint>
@@ -99,7 +99,9 @@ class Tensor {
   // True when both tensors view the same storage.
   bool shares_storage_with(const Tensor& other) const;
 
-  // ---- autograd (implemented in autograd/engine.cpp) ----
+  // ---- autograd ----
+  // Declared here so that code reads as in PyTorch (loss.backward(), w.grad()); every method of this
+  // section is defined in autograd/engine.cpp, next to the engine they drive (autograd/engine.h).
   bool requires_grad() const { return checked().requires_grad; }
   // Marks a leaf as needing a gradient. Only float tensors can; a non-leaf cannot be changed.
   Tensor& set_requires_grad(bool on = true);
