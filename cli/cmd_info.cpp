@@ -100,6 +100,7 @@ Command add_info_command(CLI::App& hydra) {
             for (int64_t k = 0; k < config.n_heads; ++k) row("head " + std::to_string(k), config.head_params());
             row("lm_head (norm + w_out)", config.lm_head_params());
             row("total", model->num_params());
+            row("non-embedding", config.num_non_embedding_params());
             HYDRA_ASSERT(model->num_params() == config.num_params(), "built model and config disagree on the count");
             Estimate e = estimate(config, opt->batch, opt->seq);
             std::cout << "\nmemory estimate, float32, batch " << opt->batch << " x seq " << opt->seq << "\n"

@@ -1,5 +1,6 @@
 #include "hydra/config.h"
 
+#include "hydra/hydra_transformer.h"
 #include "tensor/error.h"
 
 namespace hydra {
@@ -12,6 +13,10 @@ void HydraTransformerConfig::validate() const {
   HYDRA_CHECK(trunk_layers + head_layers == base_config.n_layers, "HydraTransformerConfig: trunk_layers (",
               trunk_layers, ") + head_layers (", head_layers, ") must equal base_config.n_layers (",
               base_config.n_layers, ")");
+}
+
+std::unique_ptr<HydraTransformer> HydraTransformerConfig::build(const std::string& init_device, uint64_t seed) const {
+  return std::make_unique<HydraTransformer>(*this, init_device, seed);
 }
 
 int64_t HydraTransformerConfig::block_params() const {
@@ -32,6 +37,7 @@ int64_t HydraTransformerConfig::lm_head_params() const {
 int64_t HydraTransformerConfig::num_params() const {
   return trunk_params() + n_heads * head_params() + lm_head_params();
 }
+int64_t HydraTransformerConfig::num_non_embedding_params() const { return num_params() - embedding_params(); }
 
 namespace {
 

@@ -41,6 +41,8 @@ struct HydraTransformerConfig {
   int64_t head_params() const;       // one head: head_layers blocks
   int64_t lm_head_params() const;    // final norm d + output V * d
   int64_t num_params() const;        // trunk + N heads + lm_head
+  // Every parameter but the input embeddings (OLMo-core's definition: lm_head.w_out counts).
+  int64_t num_non_embedding_params() const;
 
   // OLMo-2 1B / 7B (olmo2-spec.md §1.1) split as the contract says: trunk = n_layers - heads_depth.
   static HydraTransformerConfig from_olmo2_1B(int64_t n_heads = 5, int64_t heads_depth = 3,

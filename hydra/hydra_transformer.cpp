@@ -41,10 +41,6 @@ Tensor Head::forward(const Tensor& hidden) {
 
 // ---- the model ----
 
-std::unique_ptr<HydraTransformer> HydraTransformerConfig::build(const std::string& init_device, uint64_t seed) const {
-  return std::make_unique<HydraTransformer>(*this, init_device, seed);
-}
-
 HydraTransformer::HydraTransformer(const HydraTransformerConfig& config, const std::string& init_device,
                                    uint64_t seed)
     : trunk((config.validate(), config)),

@@ -1,13 +1,14 @@
-// HydraTransformerConfig: validation messages, the contract's parameter counts, presets, JSON.
+// HydraTransformerConfig: validation messages, parameter counts (docs/model.md), presets, JSON.
 #include <doctest/doctest.h>
 
 #include "hydra/config.h"
+#include "hydra/hydra_transformer.h"
 #include "support/op_harness.h"
 
 using namespace hydra;
 using hydra::test::check_error_case;
 
-TEST_CASE("parameter counts of the OLMo-2 factories match the contract") {
+TEST_CASE("parameter counts of the OLMo-2 factories (docs/model.md, 'Parameter counts')") {
   CHECK(HydraTransformerConfig::from_olmo2_1B(5, 3).num_params() == 2'290'321'408LL);
   CHECK(HydraTransformerConfig::from_olmo2_7B(5, 3).num_params() == 9'727'315'968LL);
   CHECK(HydraTransformerConfig::from_olmo2_7B(10, 3).num_params() == 12'763'189'248LL);
@@ -17,6 +18,28 @@ TEST_CASE("parameter counts of the OLMo-2 factories match the contract") {
   CHECK(c.base_config.head_dim == 128);
   CHECK(c.base_config.hidden_size == 8192);
   CHECK(HydraTransformerConfig::from_olmo2_7B().base_config.hidden_size == 11008);
+}
+
+TEST_CASE("non-embedding parameters: everything but the input embeddings, as a built model counts them") {
+  CHECK(HydraTransformerConfig::from_olmo2_1B(5, 3).num_non_embedding_params() == 2'084'800'512LL);
+  CHECK(HydraTransformerConfig::from_olmo2_7B(5, 3).num_non_embedding_params() == 9'316'274'176LL);
+  CHECK(HydraTransformerConfig::from_olmo2_7B(10, 3).num_non_embedding_params() == 12'352'147'456LL);
+  // One head holding all 16 layers is the plain OLMo-2 1B.
+  CHECK(HydraTransformerConfig::from_olmo2_1B(1, 16).num_params() == 1'484'916'736LL);
+  for (const auto& name : HydraTransformerConfig::preset_names()) {
+    INFO(name);
+    const auto c = HydraTransformerConfig::preset(name);
+    auto model = c.build("meta");
+    int64_t counted = 0, embeddings = 0;
+    for (const auto& [param, t] : model->named_parameters()) {
+      counted += t->numel();
+      if (param == "trunk.embeddings.weight") embeddings += t->numel();
+    }
+    CHECK(counted == c.num_params());
+    CHECK(counted - embeddings == c.num_non_embedding_params());
+    // The output projection is not an embedding here: it counts.
+    CHECK(c.num_non_embedding_params() > model->lm_head.w_out.weight.numel());
+  }
 }
 
 TEST_CASE("presets") {
@@ -29,7 +52,7 @@ TEST_CASE("presets") {
   auto small = HydraTransformerConfig::preset("small");
   CHECK(small.trunk_layers == 6);
   CHECK(small.n_heads == 4);
-  // ~75M parameters: the benchmark model of issue 3.
+  // ~75M parameters: the benchmark model of bench/README.md.
   CHECK(small.num_params() > 70'000'000);
   CHECK(small.num_params() < 80'000'000);
   for (const auto& name : HydraTransformerConfig::preset_names()) HydraTransformerConfig::preset(name).validate();

@@ -19,6 +19,7 @@ expect 2 "trunk_layers" -- "$hydra" init --preset tiny --heads-depth 9 --out "$d
 
 expect 0 "total" -- "$hydra" info "$dir/tiny"
 expect 0 "9,727,315,968" -- "$hydra" info olmo2-7b
+expect 0 "non-embedding *9,316,274,176" -- "$hydra" info olmo2-7b
 expect 0 "head 4" -- "$hydra" info olmo2-1b
 expect 2 "unknown preset" -- "$hydra" info nosuchthing
 
