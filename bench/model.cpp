@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
 
   const HydraTransformerConfig config = HydraTransformerConfig::preset(o.preset);
   auto model = config.build("cpu", 0);
-  model->set_trainable("*", true);  // a full training step: every parameter gets a gradient
+  // A full training step: every parameter gets a gradient (parameters start trainable).
   const int64_t vocab = config.base_config.vocab_size;
 
   // One fixed batch of T+1 tokens: inputs are the first T, targets the last T.

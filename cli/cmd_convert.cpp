@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "autograd/grad_mode.h"
 #include "cli/command.h"
 #include "hydra/hf_olmo2.h"
 #include "hydra/model_dir.h"
@@ -29,6 +30,7 @@ Command add_convert_command(CLI::App& hydra) {
   app->add_option("--vocab-size", opt->vocab_size, "Pad the vocabulary to this many rows (default: the checkpoint's)")
       ->check(integer_in_range(1, 1LL << 31));
   return {app, [opt] {
+            NoGradGuard no_grad;  // nothing here needs a gradient: record no graph
             // Refuse an existing output before reading gigabytes of weights.
             std::error_code ec;
             HYDRA_CHECK(!std::filesystem::exists(opt->out, ec), "output directory '", opt->out,

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "autograd/grad_mode.h"
 #include "cli/command.h"
 #include "hydra/hf_olmo2.h"
 #include "hydra/model_dir.h"
@@ -33,6 +34,7 @@ Command add_export_command(CLI::App& hydra) {
                   "config.json's max_position_embeddings (Hydra's RoPE has no limit; default 4096, OLMo-2's)")
       ->check(integer_in_range(1, 1LL << 31));
   return {app, [opt] {
+            NoGradGuard no_grad;  // nothing here needs a gradient: record no graph
             std::error_code ec;
             HYDRA_CHECK(!std::filesystem::exists(opt->out, ec), "output directory '", opt->out,
                         "' already exists; choose a new path");

@@ -98,6 +98,7 @@ Command add_forward_command(CLI::App& hydra) {
   ho->needs(hh);
   app->add_option("--out", opt->out, "Output logits .npy")->required();
   return {app, [opt, heads_opt, hh] {
+            NoGradGuard no_grad;  // inference: record no graph
             HYDRA_CHECK(!opt->tokens.empty() || !opt->tokens_file.empty(), "forward: give --tokens or --tokens-file");
             HYDRA_CHECK(opt->residual.empty() || hh->count() == 0,
                         "forward: --residual and --hidden-heads cannot be combined (residual_forward takes no residual)");
@@ -120,7 +121,6 @@ Command add_forward_command(CLI::App& hydra) {
               residual = cast(r, DType::Float32);
             }
             auto model = load_model_dir(opt->model);
-            NoGradGuard no_grad;
             if (hh->count() > 0) {
               auto [logits, hidden] = model->residual_forward(ids, hidden_heads, heads, opt->last_token_only);
               io::save_npy(opt->out, logits);

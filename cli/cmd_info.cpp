@@ -5,6 +5,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "autograd/grad_mode.h"
 #include "cli/command.h"
 #include "hydra/model_dir.h"
 
@@ -80,6 +81,7 @@ Command add_info_command(CLI::App& hydra) {
   app->add_option("--batch", opt->batch, "Batch size for the memory estimates (default 1)")->check(integer_in_range(1, 1 << 20));
   app->add_option("--seq", opt->seq, "Sequence length for the memory estimates (default 512)")->check(integer_in_range(1, 1 << 24));
   return {app, [opt] {
+            NoGradGuard no_grad;  // nothing here needs a gradient: record no graph
             const bool is_dir = std::filesystem::is_directory(opt->target);
             HydraTransformerConfig config =
                 is_dir ? load_model_config(opt->target) : HydraTransformerConfig::preset(opt->target);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "autograd/grad_mode.h"
 #include "cli/command.h"
 #include "hydra/model_dir.h"
 #include "io/json_file.h"
@@ -33,6 +34,7 @@ Command add_init_command(CLI::App& hydra) {
   app->add_option("--seed", opt->seed, "Initialisation seed (default 0)");
   app->add_option("--out", opt->out, "Output directory (must not exist)")->required();
   return {app, [opt] {
+            NoGradGuard no_grad;  // nothing here needs a gradient: record no graph
             HYDRA_CHECK(!opt->preset.empty() || !opt->config_file.empty(), "init: give --preset NAME or --config FILE.json");
             HydraTransformerConfig config;
             if (!opt->preset.empty()) {

@@ -13,6 +13,7 @@ namespace hydra::nn {
 void Module::register_parameter(const std::string& name, Tensor& param, const Shape& shape) {
   for (const auto& p : params_) HYDRA_ASSERT(p.first != name, "parameter '", name, "' registered twice");
   param = meta(shape, DType::Float32);
+  param.set_requires_grad(true);  // trainable until frozen, as in PyTorch (see module.h)
   params_.push_back({name, &param});
 }
 

@@ -15,8 +15,13 @@
 //   };
 //
 // Parameters start as meta tensors (shapes only). materialize_parameters() then gives the whole tree
-// one slab of memory and points every parameter into it (STYLE.md rule 6); a model built on the "meta"
-// device simply skips that step, so it can be counted and inspected at any size.
+// one slab of memory and points every parameter into it; a model built on the "meta" device simply
+// skips that step, so it can be counted and inspected at any size.
+//
+// Parameters start trainable (requires_grad on), as in PyTorch: loss.backward() on a fresh model fills
+// every parameter's grad. Freeze with set_trainable("trunk.*", false). Code that only needs values
+// (inference, decoding with a KV cache, loading, exporting) runs under NoGradGuard (autograd/grad_mode.h)
+// so that nothing records a graph; the KV-cached attention refuses to run otherwise.
 //
 // Modules are neither copyable nor movable: the registry holds pointers to members.
 #pragma once
@@ -57,7 +62,8 @@ class Module {
 
   // Sets requires_grad on every parameter whose full name matches `pattern` (shell glob: `*` matches
   // any run of characters including dots, `?` one character; e.g. "trunk.*", "heads.1.*"). Returns how
-  // many matched; matching none is an error (a typo must not silently freeze nothing).
+  // many matched; matching none is an error (a typo must not silently freeze nothing). Every parameter
+  // starts trainable.
   int64_t set_trainable(const std::string& pattern, bool trainable);
 
  protected:

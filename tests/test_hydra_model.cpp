@@ -141,7 +141,6 @@ TEST_CASE("the loss and every parameter's gradient match PyTorch") {
     INFO("fixture ", std::string(file));
     Fixture f = load_fixture(file);
     auto model = load_model(f);
-    model->set_trainable("*", true);
     Tensor loss = hydra_loss(model->forward(f.at("input_ids")), f.at("targets"));
     expect_close("loss", loss, f.at("loss"));
     loss.backward();
@@ -238,6 +237,34 @@ TEST_CASE("KV-cached decoding reproduces the full forward") {
   model->init_kv_cache(B, 8);
   model->forward(ids);
   check_error_case({"past max_seq_len", [&] { model->forward(narrow(ids, 1, 0, 2)); }, {"max_seq_len"}});
+}
+
+TEST_CASE("parameters start trainable: backward on a fresh model fills every gradient; NoGradGuard records nothing") {
+  auto config = HydraTransformerConfig::preset("tiny");
+  auto model = config.build("cpu", 2);
+  Tensor ids = Generator(4).randint({1, 3}, 0, config.base_config.vocab_size);
+  {
+    NoGradGuard no_grad;  // the inference path: no graph, no gradients
+    Tensor logits = model->forward(ids);
+    CHECK(!logits.requires_grad());
+    CHECK(logits.grad_fn() == nullptr);
+  }
+  Tensor loss = cross_entropy(model->forward(ids), full({config.n_heads, 1, 3}, 7, DType::Int64));
+  loss.backward();
+  for (auto& entry : model->named_parameters()) {
+    const std::string& name = entry.first;
+    const Tensor* t = entry.second;
+    CHECK_MESSAGE(t->requires_grad(), name);
+    REQUIRE_MESSAGE(t->grad().defined(), "no gradient for ", name);
+    CHECK(t->grad().shape() == t->shape());
+  }
+  // Freezing by pattern: the trunk gets no gradient any more, the rest still does.
+  for (auto& entry : model->named_parameters()) entry.second->zero_grad();
+  model->set_trainable("trunk.*", false);
+  cross_entropy(model->forward(ids), full({config.n_heads, 1, 3}, 7, DType::Int64)).backward();
+  CHECK(!model->trunk.embeddings.weight.grad().defined());
+  CHECK(model->lm_head.w_out.weight.grad().defined());
+  CHECK(model->heads[2]->blocks[1]->feed_forward.w2.weight.grad().defined());
 }
 
 TEST_CASE("structure: trunk once per call, head selection errors, meta builds, initialisation") {

@@ -129,7 +129,7 @@ TEST_CASE("num_params works on meta modules, which allocate nothing and refuse d
 
 TEST_CASE("materialize_parameters gives every parameter a zeroed, 64-byte aligned view of one slab") {
   Tiny m(10, 4, 6, 2);
-  m.set_trainable("blocks.1.*", true);  // flags set on the meta tensors survive materialization
+  m.set_trainable("blocks.1.*", false);  // flags set on the meta tensors survive materialization
   std::shared_ptr<Storage> slab = materialize_parameters(m);
   auto params = m.named_parameters();
   const Tensor& first = *params.front().second;
@@ -145,7 +145,7 @@ TEST_CASE("materialize_parameters gives every parameter a zeroed, 64-byte aligne
     CHECK(data >= previous_end);  // laid out in order, never overlapping
     previous_end = data + p->numel() * sizeof(float);
     for (float v : p->to_vector<float>()) CHECK(v == 0.0f);
-    CHECK(p->requires_grad() == contains(name, "blocks.1."));
+    CHECK(p->requires_grad() == !contains(name, "blocks.1."));
   }
   CHECK(previous_end <= base + slab->nbytes);
 }
@@ -191,8 +191,10 @@ TEST_CASE("a strict load lists every missing, unexpected and wrongly-shaped name
 TEST_CASE("set_trainable by glob: '*' crosses dots, a pattern selects a subtree, no match is an error") {
   Tiny m(10, 4, 6, 2);
   materialize_parameters(m);
+  for (auto& [name, p] : m.named_parameters()) CHECK(p->requires_grad());  // trainable from the start
+  CHECK(m.set_trainable("*", false) == 11);
+  for (auto& [name, p] : m.named_parameters()) CHECK(!p->requires_grad());
   CHECK(m.set_trainable("*", true) == 11);
-  for (auto& [name, p] : m.named_parameters()) CHECK(p->requires_grad());
   CHECK(m.set_trainable("blocks.0.*", false) == 4);
   CHECK(m.set_trainable("*.w1.*", false) == 2);
   for (auto& [name, p] : m.named_parameters()) {
@@ -202,9 +204,9 @@ TEST_CASE("set_trainable by glob: '*' crosses dots, a pattern selects a subtree,
   // On a FeedForward alone the names are relative to it.
   FeedForward ff(4, 6);
   materialize_parameters(ff);
-  CHECK(ff.set_trainable("w1.*", true) == 1);
-  CHECK(ff.w1.weight.requires_grad());
-  CHECK(!ff.w2.weight.requires_grad());
+  CHECK(ff.set_trainable("w1.*", false) == 1);
+  CHECK(!ff.w1.weight.requires_grad());
+  CHECK(ff.w2.weight.requires_grad());
   std::string msg = errors_of([&] { m.set_trainable("trunk.*", true); });
   CHECK_MESSAGE(contains(msg, "'trunk.*' matches no parameter"), msg);
 }
@@ -213,7 +215,6 @@ TEST_CASE("only trainable parameters receive gradients") {
   FeedForward ff(4, 6);
   materialize_parameters(ff);
   fill_distinct(ff, 4);
-  ff.set_trainable("*", true);
   ff.set_trainable("w2.*", false);
   Tensor y = ff.forward(Generator(5).normal({2, 3, 4}));
   y.backward(ones({2, 3, 4}));
