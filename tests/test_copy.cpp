@@ -16,19 +16,16 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "support/threads.h"
 #include "tensor/copy.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
 #include "tensor/strided.h"
 
 using namespace hydra;
+using hydra::test::ScopedThreads;
 
 namespace {
-
-// Restores the default thread count when a test that changed it ends.
-struct ThreadCountGuard {
-  ~ThreadCountGuard() { set_num_threads(default_num_threads()); }
-};
 
 // A dense tensor whose elements all differ: element i is i * 0.37 - 150, converted to dtype (so
 // integer dtypes hold truncated values, and float32 ones rounded values; both are what they are).
@@ -309,7 +306,6 @@ TEST_CASE("dtype conversion between every pair of dtypes, on every kind of layou
 }
 
 TEST_CASE("layouts large enough to split across threads give the same bytes with 1 and 2 threads") {
-  ThreadCountGuard guard;
   const Tensor x = numbered({4, 130, 3, 70});
   const std::vector<Tensor> sources = {
       permute(x, {0, 2, 1, 3}),        // shape: (B, H, T, D): rows of D, many of them
@@ -318,7 +314,7 @@ TEST_CASE("layouts large enough to split across threads give the same bytes with
       narrow(x, 3, 5, 60),
   };
   for (int threads : {1, 2}) {
-    set_num_threads(threads);
+    ScopedThreads scoped(threads);
     for (const Tensor& src : sources) {
       check_dense_copy(src);
       check_copy_into(dst_inside_bigger(src.shape()), src);

@@ -8,9 +8,10 @@
 #include <cstring>
 
 #include "autograd/ops.h"
-#include "tensor/parallel.h"
+#include "support/threads.h"
 
 using namespace hydra;
+using namespace hydra::test;
 
 namespace {
 
@@ -26,12 +27,11 @@ Params init(uint64_t seed) {
   return p;
 }
 
-// Trains for a few SGD steps and returns every parameter and the losses, flattened.
-std::vector<float> train(int threads) {
-  set_num_threads(threads);
+// Trains for a few SGD steps and returns the losses and every parameter.
+std::vector<Tensor> train() {
   Params p = init(42);
   Generator data(7);
-  std::vector<float> trace;
+  std::vector<float> losses;
   // One fixed batch, so the loss must fall as the model memorises it.
   Tensor ids = data.randint({1024}, 0, 512);
   Tensor targets = data.randint({1024}, 0, 512);
@@ -46,7 +46,7 @@ std::vector<float> train(int threads) {
     Tensor logits = matmul(a, p.w2);                                           // shape: (1024, 512)
     Tensor loss = add(cross_entropy(logits, targets), mul_scalar(sum(log_softmax(logits, 0)), 1e-6));
     loss.backward();
-    trace.push_back(loss.item<float>());
+    losses.push_back(loss.item<float>());
     NoGradGuard no_grad;
     for (Tensor* t : {&p.embed, &p.w1, &p.w2, &p.scale}) {
       Tensor updated = sub(*t, mul_scalar(t->grad(), 0.5));
@@ -54,32 +54,24 @@ std::vector<float> train(int threads) {
       t->zero_grad();
     }
   }
-  for (Tensor* t : {&p.embed, &p.w1, &p.w2, &p.scale}) {
-    std::vector<float> v = t->to_vector<float>();
-    trace.insert(trace.end(), v.begin(), v.end());
-  }
-  set_num_threads(default_num_threads());
-  return trace;
+  return {from_vector(losses, {static_cast<int64_t>(losses.size())}), p.embed.detach(), p.w1.detach(),
+          p.w2.detach(), p.scale.detach()};
 }
 
 }  // namespace
 
 TEST_CASE("a seeded training loop is bit-identical with 1 and 2 threads") {
-  std::vector<float> one = train(1);
-  std::vector<float> two = train(2);
-  std::vector<float> two_again = train(2);
-  REQUIRE(one.size() == two.size());
-  CHECK(std::memcmp(one.data(), two.data(), sizeof(float) * one.size()) == 0);
-  CHECK(std::memcmp(two.data(), two_again.data(), sizeof(float) * two.size()) == 0);
-  // The loop really trained (the comparison above is not between two untouched initialisations).
-  CHECK(one[2] < one[0]);
+  expect_thread_invariant(train, {"losses", "embed", "w1", "w2", "scale"});
+  // Run again with 2 threads: the same bits (no state leaks from one run into the next).
+  ScopedThreads two(2);
+  const std::vector<Tensor> first = train(), again = train();
+  for (size_t i = 0; i < first.size(); ++i) CHECK(bit_identical(first[i], again[i]));
+  // The loop really trained (the comparisons are not between two untouched initialisations).
+  const std::vector<float> losses = first[0].to_vector<float>();
+  CHECK(losses[2] < losses[0]);
 }
 
 TEST_CASE("the generator's draws do not depend on the thread count") {
-  set_num_threads(1);
-  Tensor a = Generator(5).trunc_normal({300000}, 0, 0.02, -0.06, 0.06);
-  set_num_threads(2);
-  Tensor b = Generator(5).trunc_normal({300000}, 0, 0.02, -0.06, 0.06);
-  set_num_threads(default_num_threads());
-  CHECK(std::memcmp(a.data<float>(), b.data<float>(), sizeof(float) * a.numel()) == 0);
+  expect_thread_invariant([] { return std::vector<Tensor>{Generator(5).trunc_normal({300000}, 0, 0.02, -0.06, 0.06)}; },
+                          {"trunc_normal"});
 }

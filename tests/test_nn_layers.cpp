@@ -20,6 +20,7 @@
 #include "nn/linear.h"
 #include "nn/rms_norm.h"
 #include "support/op_harness.h"
+#include "support/threads.h"
 #include "tensor/copy.h"
 #include "tensor/parallel.h"
 
@@ -366,7 +367,6 @@ TEST_CASE("LMHead: last_token_only gives the last row of the full output, and gr
 }
 
 TEST_CASE("rms_norm, swiglu and linear are bit-identical for 1 and 2 threads (forward and backward)") {
-  const int restore = num_threads();
   Tensor x = Generator(12).normal({4096, 512});
   Tensor w = Generator(13).uniform({512}, 0.5, 1.5);
   Tensor up = Generator(14).normal({4096, 512});
@@ -389,17 +389,6 @@ TEST_CASE("rms_norm, swiglu and linear are bit-identical for 1 and 2 threads (fo
     out.insert(out.end(), {l, xl.grad(), wl.grad()});
     return out;
   };
-  set_num_threads(1);
-  std::vector<Tensor> one = run();
-  set_num_threads(2);
-  std::vector<Tensor> two = run();
-  set_num_threads(restore);
-  const char* names[] = {"rms_norm y", "rms_norm dx", "rms_norm dw", "swiglu y", "swiglu dgate", "swiglu dup",
-                         "linear y",   "linear dx",   "linear dw"};
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO(names[i]);
-    REQUIRE(one[i].shape() == two[i].shape());
-    Tensor a = kernels::contiguous_raw(one[i]), b = kernels::contiguous_raw(two[i]);
-    CHECK(std::memcmp(a.raw_data(), b.raw_data(), a.numel() * sizeof(float)) == 0);
-  }
+  expect_thread_invariant(run, {"rms_norm y", "rms_norm dx", "rms_norm dw", "swiglu y", "swiglu dgate",
+                                "swiglu dup", "linear y", "linear dx", "linear dw"});
 }

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "support/op_harness.h"
+#include "support/threads.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;
@@ -156,21 +157,18 @@ TEST_CASE("index errors name the op, the bad index, its position and the dim siz
 
 namespace {
 
-// Forward values and dx for the upstream gradient, run with the given thread count. Restores the
-// default thread count afterwards.
+// Forward values and dx for the upstream gradient, run with the given thread count (restored after).
 struct Run {
   std::vector<float> out, dx;
 };
 
 Run run_with_threads(int threads, const std::function<Tensor(const Tensor&)>& f, const Tensor& x0,
                      const Tensor& upstream) {
-  set_num_threads(threads);
+  ScopedThreads scoped(threads);
   Tensor x = x0.detach().set_requires_grad();
   Tensor out = f(x);
   out.backward(upstream);
-  Run r{out.to_vector<float>(), x.grad().to_vector<float>()};
-  set_num_threads(default_num_threads());
-  return r;
+  return Run{out.to_vector<float>(), x.grad().to_vector<float>()};
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "support/op_harness.h"
+#include "support/threads.h"
 #include "tensor/gemm.h"
 #include "tensor/parallel.h"
 
@@ -71,10 +72,13 @@ TEST_CASE("matmul with transposed views uses them in place") {
 TEST_CASE("a large matmul is tiled across threads with bit-identical results") {
   Generator gen(11);
   Tensor a = gen.normal({700, 300}), b = gen.normal({300, 1500});
-  set_num_threads(1);
-  Tensor c1 = matmul(a, b);
-  Tensor c1t = matmul(transpose(b, 0, 1), transpose(a, 0, 1));
-  set_num_threads(2);
+  Tensor c1, c1t;
+  {
+    ScopedThreads one(1);
+    c1 = matmul(a, b);
+    c1t = matmul(transpose(b, 0, 1), transpose(a, 0, 1));
+  }
+  ScopedThreads two(2);
   // Repeated, because a BLAS that is not safe to call from several threads at once shows up as results
   // that change from run to run (Debian's serial OpenBLAS did exactly that).
   for (int rep = 0; rep < 5; ++rep) {
@@ -90,7 +94,6 @@ TEST_CASE("a large matmul is tiled across threads with bit-identical results") {
     Tensor one = matmul(select(xa, 0, i), select(xb, 0, i));
     CHECK(std::memcmp(one.data<float>(), select(batched, 0, i).data<float>(), sizeof(float) * one.numel()) == 0);
   }
-  set_num_threads(default_num_threads());
   CHECK(kernels::gemm_runs_in_parallel());
   // And it is right: compare a few entries with a double-precision dot product.
   std::vector<double> av = a.to_vector<double>(), bv = b.to_vector<double>(), cv = c1.to_vector<double>();

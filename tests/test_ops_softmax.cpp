@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "support/op_harness.h"
+#include "support/threads.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;
@@ -79,7 +80,6 @@ TEST_CASE("softmax rows sum to 1 and the gradient of a constant upstream vanishe
 }
 
 TEST_CASE("softmax and log_softmax are bit-identical for any thread count") {
-  const int restore = num_threads();
   Tensor x = Generator(7).normal({512, 4096}, 0, 2, DType::Float32);
   Tensor dy = Generator(8).normal({512, 4096}, 0, 1, DType::Float32);
   auto run = [&] {
@@ -94,13 +94,7 @@ TEST_CASE("softmax and log_softmax are bit-identical for any thread count") {
       }
     return out;
   };
-  set_num_threads(1);
-  std::vector<Tensor> one = run();
-  set_num_threads(2);
-  std::vector<Tensor> two = run();
-  set_num_threads(restore);
-  for (size_t i = 0; i < one.size(); ++i)
-    CHECK(std::memcmp(one[i].raw_data(), two[i].raw_data(), one[i].numel() * sizeof(float)) == 0);
+  expect_thread_invariant(run);
 }
 
 TEST_CASE("softmax errors name the op, the dim and the shape") {

@@ -15,16 +15,13 @@
 
 #include "autograd/ops.h"
 #include "autograd/record.h"
+#include "support/threads.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;
+using hydra::test::expect_thread_invariant;
 
 namespace {
-
-// Restores the default thread count when a test that changed it ends (even by a failed CHECK_THROWS).
-struct ThreadCountGuard {
-  ~ThreadCountGuard() { set_num_threads(default_num_threads()); }
-};
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -273,7 +270,6 @@ TEST_CASE("Generator: uniform, trunc_normal and randint stay in bounds") {
 }
 
 TEST_CASE("Generator and kernels give bit-identical results with 1 and 2 threads") {
-  ThreadCountGuard restore;
   // Large enough that every parallel loop below is split when 2 threads are allowed.
   auto compute = [] {
     Generator g(99);
@@ -281,20 +277,22 @@ TEST_CASE("Generator and kernels give bit-identical results with 1 and 2 threads
     Tensor t = g.trunc_normal({300, 700}, 0.0, 1.0, -2.0, 2.0);
     Tensor y = silu(mul(exp(mul_scalar(x, 0.1)), t));
     Tensor rows = sum(y, {1});  // shape: (300,)
-    return std::vector<std::vector<float>>{x.to_vector<float>(), y.to_vector<float>(), rows.to_vector<float>(),
-                                           sum(y).to_vector<float>()};
+    return std::vector<Tensor>{x, y, rows, sum(y)};
   };
-  set_num_threads(1);
-  auto one = compute();
-  set_num_threads(2);
-  auto two = compute();
-  REQUIRE(one.size() == two.size());
-  for (size_t i = 0; i < one.size(); ++i) {
-    CAPTURE(i);
-    // memcmp: bit-identical, not merely equal (and NaN-safe).
-    REQUIRE(one[i].size() == two[i].size());
-    CHECK(std::memcmp(one[i].data(), two[i].data(), one[i].size() * sizeof(float)) == 0);
-  }
+  expect_thread_invariant(compute, {"normal", "silu(exp * trunc_normal)", "row sums", "sum"});
+}
+
+TEST_CASE("expect_thread_invariant runs with 1 and 2 threads and restores the count, also when the run throws") {
+  const int before = num_threads();
+  std::vector<int> seen;
+  expect_thread_invariant([&] {
+    seen.push_back(num_threads());
+    return std::vector<Tensor>{};
+  });
+  CHECK(seen == std::vector<int>{1, 2});
+  CHECK(num_threads() == before);
+  CHECK_THROWS_AS(expect_thread_invariant([]() -> std::vector<Tensor> { throw Error("boom"); }), Error);
+  CHECK(num_threads() == before);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -18,10 +18,12 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "support/threads.h"
 #include "tensor/parallel.h"
 #include "tensor/vec_math.h"
 
 using namespace hydra;
+using hydra::test::ScopedThreads;
 
 namespace {
 
@@ -152,9 +154,8 @@ TEST_CASE("float32 exp, sigmoid and silu give vexp's bits for every element and 
   values[4] = kExpMinNonzero;
   Tensor x = from_vector(values, {n});
 
-  const int restore = num_threads();
   for (int threads : {1, 2}) {
-    set_num_threads(threads);
+    ScopedThreads scoped(threads);
     const std::vector<float> e = hydra::exp(x).to_vector<float>();
     const std::vector<float> s = sigmoid(x).to_vector<float>();
     const std::vector<float> u = silu(x).to_vector<float>();
@@ -170,7 +171,6 @@ TEST_CASE("float32 exp, sigmoid and silu give vexp's bits for every element and 
     }
     CHECK_MESSAGE(mismatches == 0, threads << " threads");
   }
-  set_num_threads(restore);
 }
 
 namespace {
