@@ -21,6 +21,7 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/safetensors_index.h"
+#include "support/fixtures.h"
 #include "support/op_harness.h"
 #include "support/temp_dir.h"
 
@@ -33,11 +34,7 @@ using test::write_bytes;
 
 namespace {
 
-std::string fixture(const std::string& name) {
-  const char* root = std::getenv("HYDRA_SOURCE_DIR");
-  REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
-  return std::string(root) + "/tests/fixtures/" + name;
-}
+std::string fixture(const std::string& name) { return hydra::test::fixture_path(name); }
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -11,18 +11,15 @@
 #include "hydra/combine.h"
 #include "hydra/hydra_transformer.h"
 #include "io/safetensors.h"
+#include "support/fixtures.h"
 #include "support/op_harness.h"
 #include "tensor/allocator.h"
 
 using namespace hydra;
 using hydra::test::check_error_case;
+using hydra::test::fixture_path;
 
 namespace {
-
-std::string fixture_path(const std::string& name) {
-  const char* root = std::getenv("HYDRA_SOURCE_DIR");
-  return std::string(root ? root : ".") + "/tests/fixtures/" + name;
-}
 
 struct Fixture {
   std::map<std::string, Tensor> tensors;

@@ -16,6 +16,7 @@
 
 #include "autograd/ops.h"
 #include "io/npy.h"
+#include "support/fixtures.h"
 #include "tensor/copy.h"
 #include "support/op_harness.h"
 #include "support/temp_dir.h"
@@ -30,11 +31,7 @@ using test::write_bytes;
 
 namespace {
 
-std::string npy_fixture(const std::string& name) {
-  const char* root = std::getenv("HYDRA_SOURCE_DIR");
-  REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
-  return std::string(root) + "/tests/fixtures/npy/" + name;
-}
+std::string npy_fixture(const std::string& name) { return hydra::test::fixture_path("npy/" + name); }
 
 // A .npy file from a header dict and data bytes; the length field is written as given.
 std::string npy_bytes(const std::string& dict, const std::string& data = "", int version = 1) {

@@ -26,6 +26,7 @@
 #include "io/mmap_file.h"
 #include "io/safetensors.h"
 #include "io/safetensors_index.h"
+#include "support/fixtures.h"
 #include "tensor/copy.h"
 #include "support/op_harness.h"
 #include "support/temp_dir.h"
@@ -49,12 +50,6 @@ std::string u64_le(uint64_t n) {
 // A safetensors file from its header text and data bytes (no padding: the format does not require it).
 std::string st_bytes(const std::string& header, const std::string& data = "") {
   return u64_le(header.size()) + header + data;
-}
-
-std::string fixture_dir() {
-  const char* root = std::getenv("HYDRA_SOURCE_DIR");
-  REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
-  return std::string(root) + "/tests/fixtures";
 }
 
 // Values 0, 1, 2, ... (times a non-integer step for floats) in the dtype, so every element differs.
@@ -232,14 +227,13 @@ TEST_CASE("AtomicFile: nothing appears before commit; an abandoned file leaves n
 // ---------------------------------------------------------------------------------------------------
 
 TEST_CASE("the PyTorch fixtures read back exactly the values Python printed (known_values.json)") {
-  const std::string dir = fixture_dir();
-  std::ifstream in(dir + "/known_values.json");
+  std::ifstream in(hydra::test::fixture_path("known_values.json"));
   REQUIRE(in.good());
   const nlohmann::json known = nlohmann::json::parse(in);
   for (const auto& [file, expected] : known.items()) {
     INFO(file);
     std::map<std::string, std::string> meta;
-    const auto tensors = load_safetensors(dir + "/" + file, &meta);
+    const auto tensors = load_safetensors(hydra::test::fixture_path(file), &meta);
     CHECK(tensors.size() == expected.at("tensor_count").get<size_t>());
     CHECK(meta.at("format") == "hydra-fixture");
     for (const auto& [name, e] : expected.items()) {
@@ -264,11 +258,10 @@ TEST_CASE("the PyTorch fixtures read back exactly the values Python printed (kno
 }
 
 TEST_CASE("every fixture loads, with its config in the metadata and every Hydra parameter by name") {
-  const std::string dir = fixture_dir();
   for (const char* file : {"hydra_tiny.safetensors", "hydra_tiny_distinct.safetensors", "hydra_gqa.safetensors"}) {
     INFO(file);
     std::map<std::string, std::string> meta;
-    const auto tensors = load_safetensors(dir + "/" + file, &meta);
+    const auto tensors = load_safetensors(hydra::test::fixture_path(file), &meta);
     const nlohmann::json config = nlohmann::json::parse(meta.at("config"));
     const nlohmann::json& base = config.at("base_config");
     const int64_t d_model = base.at("d_model").get<int64_t>(), vocab = base.at("vocab_size").get<int64_t>();

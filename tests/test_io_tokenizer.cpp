@@ -20,6 +20,7 @@
 #include "io/byte_level.h"
 #include "io/tokenizer.h"
 #include "io/utf8.h"
+#include "support/fixtures.h"
 #include "tensor/error.h"
 
 using namespace hydra;
@@ -28,11 +29,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string fixture_path(const std::string& name) {
-  const char* root = std::getenv("HYDRA_SOURCE_DIR");
-  REQUIRE_MESSAGE(root != nullptr, "HYDRA_SOURCE_DIR is not set (CTest sets it to the repository root)");
-  return std::string(root) + "/tests/fixtures/tokenizer/" + name;
-}
+std::string fixture_path(const std::string& name) { return hydra::test::fixture_path("tokenizer/" + name); }
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
