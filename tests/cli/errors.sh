@@ -5,54 +5,35 @@
 #   bash tests/cli/errors.sh path/to/hydra      (CTest passes the built binary)
 set -uo pipefail  # no -e: the commands under test are meant to fail
 hydra=${1:?usage: errors.sh path/to/hydra}
-failures=0
 
-# expect CODE "TEXT" [ENV=VALUE...] -- ARGS...: hydra ARGS exits CODE and its stderr contains TEXT.
-expect() {
-  local want_code=$1 want_text=$2
-  shift 2
-  local envs=()
-  while [[ $# -gt 0 && "$1" != "--" ]]; do envs+=("$1"); shift; done
-  shift  # the --
-  local err code
-  err=$(env "${envs[@]}" "$hydra" "$@" 2>&1 >/dev/null)
-  code=$?
-  if [[ $code -ne $want_code ]]; then
-    echo "FAIL: ${envs[*]} hydra $*: exit code $code, expected $want_code; stderr: $err" >&2
-    failures=$((failures + 1))
-  elif [[ -n "$want_text" && "$err" != *"$want_text"* ]]; then
-    echo "FAIL: ${envs[*]} hydra $*: stderr lacks '$want_text'; got: $err" >&2
-    failures=$((failures + 1))
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
+export EXPECT_FIXED=1   # the patterns below are plain text
+export EXPECT_STDERR=1  # and the messages must be on stderr
 
 # Bad thread counts, before or after the subcommand, from the flag or the environment.
-expect 2 "--threads" -- --threads 0 version
-expect 2 "--threads" -- --threads abc version
-expect 2 "--threads" -- --threads -3 version
-expect 2 "--threads" -- --threads 1.5 version
-expect 2 "--threads" -- version --threads 0
-expect 2 "--threads" -- selfcheck --threads abc
-expect 2 "HYDRA_NUM_THREADS" HYDRA_NUM_THREADS=0 -- version
-expect 2 "HYDRA_NUM_THREADS" HYDRA_NUM_THREADS=abc -- version
+expect 2 "--threads" -- "$hydra" --threads 0 version
+expect 2 "--threads" -- "$hydra" --threads abc version
+expect 2 "--threads" -- "$hydra" --threads -3 version
+expect 2 "--threads" -- "$hydra" --threads 1.5 version
+expect 2 "--threads" -- "$hydra" version --threads 0
+expect 2 "--threads" -- "$hydra" selfcheck --threads abc
+expect 2 "HYDRA_NUM_THREADS" -- env HYDRA_NUM_THREADS=0 "$hydra" version
+expect 2 "HYDRA_NUM_THREADS" -- env HYDRA_NUM_THREADS=abc "$hydra" version
 # Unknown or missing subcommands and options.
-expect 2 "unknown subcommand 'frobnicate'" -- frobnicate
-expect 2 "no subcommand" --
-expect 2 "--bogus" -- version --bogus
-expect 2 "--bogus" -- --bogus version
-expect 2 "--steps" -- selfcheck --steps 0
-expect 2 "--steps" -- selfcheck --steps many
-expect 2 "--seed" -- selfcheck --seed x
+expect 2 "unknown subcommand 'frobnicate'" -- "$hydra" frobnicate
+expect 2 "no subcommand" -- "$hydra"
+expect 2 "--bogus" -- "$hydra" version --bogus
+expect 2 "--bogus" -- "$hydra" --bogus version
+expect 2 "--steps" -- "$hydra" selfcheck --steps 0
+expect 2 "--steps" -- "$hydra" selfcheck --steps many
+expect 2 "--seed" -- "$hydra" selfcheck --seed x
 # Every error message has the "hydra: error:" prefix.
-expect 2 "hydra: error:" -- --threads 0 version
-expect 2 "hydra: error:" HYDRA_NUM_THREADS=abc -- version
+expect 2 "hydra: error:" -- "$hydra" --threads 0 version
+expect 2 "hydra: error:" -- env HYDRA_NUM_THREADS=abc "$hydra" version
 # Help and version are not errors.
-expect 0 "" -- --help
-expect 0 "" -- selfcheck --help
-expect 0 "" -- --version
+expect 0 "" -- "$hydra" --help
+expect 0 "" -- "$hydra" selfcheck --help
+expect 0 "" -- "$hydra" --version
 
-if [[ $failures -ne 0 ]]; then
-  echo "errors.sh: $failures check(s) failed" >&2
-  exit 1
-fi
-echo "errors.sh: ok"
+echo "errors.sh: $pass passed, $fail failed"
+[[ $fail -eq 0 ]]

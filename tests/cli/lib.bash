@@ -2,7 +2,8 @@
 # makes a test of every tests/cli/*.sh.)
 #
 #   expect CODE PATTERN -- command...   the command exits with CODE and PATTERN (a grep regex; set
-#                                       EXPECT_FIXED=1 for a fixed string) is in its stdout+stderr.
+#                                       EXPECT_FIXED=1 for a fixed string) is in its stdout+stderr
+#                                       (in its stderr alone with EXPECT_STDERR=1).
 # Counts into $pass and $fail; a failure prints the command, its exit code and its first lines.
 pass=0
 fail=0
@@ -12,7 +13,11 @@ expect() {
   shift 3  # CODE PATTERN --
   local out rc flags=-q
   [[ "${EXPECT_FIXED:-0}" == 1 ]] && flags=-qF
-  out=$("$@" 2>&1)
+  if [[ "${EXPECT_STDERR:-0}" == 1 ]]; then
+    out=$("$@" 2>&1 >/dev/null)
+  else
+    out=$("$@" 2>&1)
+  fi
   rc=$?
   if [[ $rc -ne $code ]] || ! grep $flags -- "$pattern" <<<"$out"; then
     echo "FAIL: '$*' exited $rc (want $code), output lacks '$pattern':"
