@@ -4,8 +4,8 @@
 //
 //   forward: inference, no graph (NoGradGuard): logits of every head, (heads, B, T, vocab).
 //   train:   forward with the graph, loss = mean over heads of each head's mean cross-entropy against
-//            the inputs shifted by one, backward into every parameter's .grad (no optimizer step: the
-//            optimizer is a later issue). Gradients are dropped before each step, as zero_grad does.
+//            the inputs shifted by one, backward into every parameter's .grad (no optimizer step).
+//            Gradients are dropped before each step, as zero_grad does.
 //
 // Prints one machine-readable line per mode:
 //   RESULT impl=hydra preset=small mode=train batch=8 seq=256 iters=5 median_s=... min_s=... tokens_per_s=...

@@ -6,7 +6,7 @@
 //      exception (a bug in Hydra; the message says so)
 //   2  a usage error: bad command line (CLI11's message) or a hydra::Error ("hydra: error: <message>")
 //
-// The library never exits or aborts (STYLE.md rule 10): it throws, and only this file decides what
+// The library never exits or aborts (tensor/error.h): it throws, and only this file decides what
 // the process does about it.
 #include <exception>
 #include <iostream>

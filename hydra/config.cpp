@@ -79,7 +79,7 @@ std::vector<std::string> HydraTransformerConfig::preset_names() {
 }
 
 HydraTransformerConfig HydraTransformerConfig::preset(const std::string& name) {
-  // Small presets for tests, demos and benchmarks (issue 3); the OLMo-2 ones are the factories.
+  // Small presets for tests, demos and benchmarks (bench/README.md); the OLMo-2 ones are the factories.
   if (name == "tiny") return split(olmo2_like(4096, 256, 4, 4, 1024), 3, 2);
   if (name == "small") return split(olmo2_like(16384, 512, 8, 8, 2048), 4, 2);
   if (name == "gpt2") return split(olmo2_like(50304, 768, 12, 12, 2048), 2, 2);

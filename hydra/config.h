@@ -1,5 +1,5 @@
 // HydraTransformerConfig: an OLMo-2 base config split into a shared trunk and N heads
-// (../shared/seed-api.md). Config -> validate() -> build().
+// (docs/model.md, 'The Hydra contract'). Config -> validate() -> build().
 //
 //   trunk: embeddings + blocks 0 .. trunk_layers-1            (runs once per forward)
 //   heads: N copies of blocks trunk_layers .. n_layers-1       (each head its own weights)
@@ -44,7 +44,7 @@ struct HydraTransformerConfig {
   // Every parameter but the input embeddings (OLMo-core's definition: lm_head.w_out counts).
   int64_t num_non_embedding_params() const;
 
-  // OLMo-2 1B / 7B (olmo2-spec.md §1.1) split as the contract says: trunk = n_layers - heads_depth.
+  // OLMo-2 1B / 7B (docs/model.md, 'Configurations'): trunk = n_layers - heads_depth.
   static HydraTransformerConfig from_olmo2_1B(int64_t n_heads = 5, int64_t heads_depth = 3,
                                               int64_t vocab_size = 100352);
   static HydraTransformerConfig from_olmo2_7B(int64_t n_heads = 5, int64_t heads_depth = 3,

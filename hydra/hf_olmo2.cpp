@@ -212,7 +212,8 @@ std::string hf_to_olmo_name(const std::string& hf_name, const std::string& sourc
     for (const auto& [hf, olmo] : kBlockNames)
       if (rest == hf) return "blocks." + std::to_string(i) + "." + olmo;
   throw Error(detail::concat_message(source, ": tensor '", hf_name,
-                                     "' is not an OLMo-2 weight (no mapping to Hydra; see olmo2-spec.md §2)"));
+                                     "' is not an OLMo-2 weight (no mapping to Hydra; the names Hydra maps are listed "
+                                     "in docs/model.md, 'HuggingFace <-> OLMo-core names')"));
 }
 
 std::string olmo_to_hf_name(const std::string& olmo_name) {

@@ -1,7 +1,8 @@
 // HuggingFace OLMo-2 (Olmo2ForCausalLM) checkpoints in and out of Hydra.
 //
 // An HF directory holds config.json and the weights, either model.safetensors or shards with
-// model.safetensors.index.json (io/safetensors_index.h), under HF names (../shared/olmo2-spec.md §2):
+// model.safetensors.index.json (io/safetensors_index.h), under HF names (docs/model.md, 'HuggingFace ↔
+// OLMo-core names'; the file rules are in docs/formats.md, 'HuggingFace OLMo-2 checkpoints'):
 //
 //   model.embed_tokens.weight                          <-> embeddings.weight
 //   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight   <-> blocks.{i}.attention.w_{q,k,v,out}.weight

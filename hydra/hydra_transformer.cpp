@@ -60,7 +60,7 @@ HydraTransformer::HydraTransformer(const HydraTransformerConfig& config, const s
   }
 }
 
-// OLMo-core's init (olmo2-spec.md §1.7), drawing in its order: embeddings; per block q, k, v, out,
+// OLMo-core's init (docs/model.md, 'Initialisation'), drawing in its order: embeddings; per block q, k, v, out,
 // then w1, w3, w2; then lm_head.w_out. Norm weights are ones. One generator for the whole model, so
 // every head gets its own draw and heads trained from scratch can differ.
 void HydraTransformer::initialize(uint64_t seed) {

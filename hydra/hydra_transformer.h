@@ -1,4 +1,4 @@
-// HydraTransformer: a shared trunk, N heads, one shared lm_head (../shared/seed-api.md).
+// HydraTransformer: a shared trunk, N heads, one shared lm_head (docs/model.md, 'The Hydra contract').
 //
 //   input_ids (B, T)
 //     -> trunk: embeddings + trunk blocks           -> hidden (B, T, C)      runs once per call

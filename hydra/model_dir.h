@@ -1,5 +1,5 @@
 // A model directory: config.json (the HydraTransformerConfig with its format version) and
-// model.safetensors (every parameter, float32, by its contract name).
+// model.safetensors (every parameter, float32, by its name; docs/formats.md, 'A model directory').
 //
 // Writing is atomic at the directory level (io/atomic_dir.h): everything goes into a temporary sibling
 // directory that is fsynced and renamed into place, so a crash leaves either no directory or a complete

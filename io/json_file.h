@@ -1,5 +1,6 @@
 // Reading JSON files (config.json, shard indexes, manifests, safetensors headers) that may be hostile, with
-// errors that name the file: one place for it, so every reader rejects the same things the same way.
+// errors that name the file: one place for it, so every reader rejects the same things the same way
+// (docs/formats.md, 'JSON, everywhere').
 //
 // Strict: the whole text must be one JSON value (whitespace around it allowed), valid UTF-8, with no raw
 // NUL byte (nlohmann's lexer would stop there and let "{...}\0<anything>" through) and no object naming

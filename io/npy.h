@@ -1,4 +1,5 @@
-// NumPy .npy files: one tensor per file (logits out of `hydra forward`, token ids and residuals in).
+// NumPy .npy files: one tensor per file (logits out of `hydra forward`, token ids and residuals in;
+// docs/formats.md, 'NumPy .npy').
 //
 // Layout: the magic "\x93NUMPY", a version byte pair (1.0, 2.0 or 3.0), the header length (uint16 for
 // 1.0, uint32 for 2.0/3.0, little-endian), then the header — a Python dict literal such as

@@ -1,4 +1,5 @@
-// safetensors: read and write the tensor file format of HuggingFace checkpoints and Hydra model dirs.
+// safetensors: read and write the tensor file format of HuggingFace checkpoints and Hydra model dirs
+// (docs/formats.md, 'safetensors').
 //
 // Layout of a file: an 8-byte little-endian N, then N bytes of UTF-8 JSON (the header), then the data.
 // The header maps each tensor name to {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}
@@ -56,7 +57,7 @@ struct SafetensorsHeader {
 
 // Parses and validates a header. `prefix` holds the first bytes of the file — at least 8 + N of them, or
 // the whole file if it is shorter — and `file_size` is the size of the whole file. `file` names it in
-// errors. No I/O: the readers, the tests and (later) the fuzzer all come through here.
+// errors. No I/O: the readers, the tests and the fuzzer all come through here.
 SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t file_size, const std::string& file);
 
 // Reads and validates the header of a file without loading any data.

@@ -1,4 +1,5 @@
-// Sharded safetensors checkpoints, as HuggingFace writes them for large models:
+// Sharded safetensors checkpoints, as HuggingFace writes them for large models (docs/formats.md,
+// 'Sharded checkpoints'):
 //
 //   model.safetensors.index.json     {"metadata": {"total_size": <bytes of tensor data>},
 //                                     "weight_map": {"<tensor name>": "model-00001-of-00002.safetensors", ...}}

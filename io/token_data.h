@@ -1,4 +1,5 @@
-// Token files: the pre-tokenized training data a data loader reads windows from.
+// Token files: the pre-tokenized training data a data loader reads windows from (docs/formats.md,
+// 'Token files').
 //
 // open_token_file() detects the format from the first bytes (the extension only for .zst):
 //

@@ -1,5 +1,5 @@
 // Byte-level BPE tokenizers in HuggingFace's tokenizer.json format (GPT-2, cl100k-style such as
-// OLMo-2's dolma2): load, encode text to token ids, decode ids to text.
+// OLMo-2's dolma2): load, encode text to token ids, decode ids to text (docs/formats.md, 'tokenizer.json').
 //
 // Supported tokenizer.json (anything else is a hydra::Error naming the file and the field):
 //   model          {"type": "BPE", "vocab": {token: id}, "merges": ["a b", ...] or [["a", "b"], ...],

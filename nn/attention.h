@@ -1,5 +1,5 @@
 // Attention: OLMo-2's causal self-attention layer, with an optional KV cache for decoding
-// (../shared/olmo2-spec.md §1.3, §1.4, §3).
+// (docs/model.md, 'Attention' and 'The KV cache').
 //
 //   q = q_norm(w_q x), k = k_norm(w_k x), v = w_v x     (QK-norm over the full width, before the heads)
 //   q, k, v: (B, T, H*D) -> (B, T, H, D) (k, v with Hkv heads)

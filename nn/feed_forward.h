@@ -1,4 +1,4 @@
-// The OLMo-2 feed-forward block, SwiGLU (../shared/olmo2-spec.md §1.6):
+// The OLMo-2 feed-forward block, SwiGLU (docs/model.md, 'SwiGLU feed-forward'):
 //
 //   FFN(x) = w2( silu(w1 x) * w3 x ),   silu(g) = g * sigmoid(g)
 //

@@ -1,4 +1,4 @@
-// Parameter initialisation, OLMo-core's `InitMethod.normal` (../shared/olmo2-spec.md §1.7):
+// Parameter initialisation, OLMo-core's `InitMethod.normal` (docs/model.md, 'Initialisation'):
 // every matrix (embeddings, w_q/w_k/w_v/w_out, w1/w2/w3, lm_head.w_out) is trunc_normal(0, std, -3 std,
 // +3 std) with std 0.02, norm weights are ones, and nothing is depth-scaled.
 //

@@ -1,4 +1,4 @@
-// RMSNorm as OLMo-2 uses it (../shared/olmo2-spec.md §1.5): over the last dim,
+// RMSNorm as OLMo-2 uses it (docs/model.md, 'RMSNorm'): over the last dim,
 //
 //   y = x * rsqrt(mean(x², -1) + eps) * w
 //

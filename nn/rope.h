@@ -1,4 +1,4 @@
-// Rotary position embeddings (RoPE), OLMo-core / HF "rotate-half" style (../shared/olmo2-spec.md §1.4).
+// Rotary position embeddings (RoPE), OLMo-core / HF "rotate-half" style (docs/model.md, 'RoPE').
 //
 // For head_dim D and position p, the angle of pair i (i < D/2) is p · inv_freq[i] with
 // inv_freq[i] = 1 / θ^(2i/D). The two halves of a head vector are rotated together:

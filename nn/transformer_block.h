@@ -1,4 +1,5 @@
-// The OLMo-2 transformer block (olmo2-spec.md §1.2): norms on the sublayer *outputs*, no pre-norm.
+// The OLMo-2 transformer block (docs/model.md, 'The OLMo-2 block'): norms on the sublayer *outputs*, no
+// pre-norm.
 //
 //   h   = x + attention_norm(attention(x))
 //   out = h + feed_forward_norm(feed_forward(h))

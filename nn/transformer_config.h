@@ -1,4 +1,4 @@
-// TransformerConfig: the shape of an OLMo-2 transformer (../shared/olmo2-spec.md §1.1).
+// TransformerConfig: the shape of an OLMo-2 transformer (docs/model.md, 'Configurations').
 //
 // A plain struct; validate() names the field, the value and the rule it breaks. Layers take the pieces
 // they need from it. The Hydra split (trunk/heads) lives in hydra/config.h on top of this.

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the PyTorch golden fixtures under tests/fixtures/ (STYLE.md rule 15).
+"""Writes the PyTorch golden fixtures under tests/fixtures/.
 
 Run by hand, with Debian's torch (python3-torch is importable only by /usr/bin/python3):
 
@@ -7,7 +7,7 @@ Run by hand, with Debian's torch (python3-torch is importable only by /usr/bin/p
     /usr/bin/python3 scripts/make_fixtures.py --check    # recomputes and compares, writes nothing
 
 This file implements the Hydra model a second time, independently of the C++ sources, in plain PyTorch
-and in float64, from ../shared/olmo2-spec.md and ../shared/seed-api.md only: embeddings, OLMo-2 blocks
+and in float64, from the equations and the contract of docs/model.md only: embeddings, OLMo-2 blocks
 (h = x + attention_norm(attention(x)); out = h + feed_forward_norm(feed_forward(h))), QK-norm over the full
 projection width, rotate-half RoPE, causal attention with scale 1/sqrt(head_dim), SwiGLU, RMSNorm with
 weight w (not 1+w) and eps inside the root, the trunk / N heads / shared lm_head split, load_olmo_state,
@@ -139,7 +139,7 @@ class Config:
         assert self.head_dim * n_heads == d_model and n_heads % n_kv_heads == 0 and self.head_dim % 2 == 0
 
     def to_json(self):
-        """The HydraTransformerConfig as seed-api.md names it (base_config fields as nn/TransformerConfig)."""
+        """The HydraTransformerConfig as config.json holds it (docs/formats.md, 'config.json')."""
         return {
             "base_config": {
                 "vocab_size": self.vocab_size, "d_model": self.d_model, "n_layers": self.n_layers,
@@ -329,7 +329,7 @@ def random_olmo_state(cfg, gen):
 
 
 def load_olmo_state(olmo, cfg):
-    """seed-api.md: blocks.i (i < trunk) -> trunk.blocks.i, others -> heads.k.blocks.(i - trunk) for every
+    """docs/model.md, 'load_olmo_state': blocks.i (i < trunk) -> trunk.blocks.i, others -> heads.k.blocks.(i - trunk) for every
     head k (a copy each), lm_head.* -> lm_head.*, the rest -> trunk.*; vocab rows zero-padded."""
     hydra = {}
     for name, t in olmo.items():
@@ -437,7 +437,7 @@ def metadata(name, cfg, description, extra=None):
 
 
 def full_fixture(name, cfg, params, ids, targets, residual, description):
-    """Every Hydra parameter, every call of the contract, the loss and every gradient."""
+    """Every Hydra parameter, every call of the Hydra contract (docs/model.md), the loss and every gradient."""
     out = {}
     for n, t in params.items():
         out[n] = t.to(torch.float32)
@@ -591,7 +591,8 @@ def build_all():
 # A HuggingFace OLMo-2 checkpoint (Olmo2ForCausalLM names and config.json), for hydra convert / export
 # ---------------------------------------------------------------------------------------------------
 
-# HF name -> OLMo-core name, from ../shared/olmo2-spec.md section 2 (written here independently of the C++).
+# HF name -> OLMo-core name (docs/model.md, 'HuggingFace <-> OLMo-core names'; written here independently of
+# the C++).
 HF_BLOCK_NAMES = {
     "self_attn.q_proj.weight": "attention.w_q.weight", "self_attn.k_proj.weight": "attention.w_k.weight",
     "self_attn.v_proj.weight": "attention.w_v.weight", "self_attn.o_proj.weight": "attention.w_out.weight",

@@ -17,7 +17,7 @@ enum class DType : uint8_t {
   Float64 = 1,
   Int32 = 2,
   Int64 = 3,
-  // BFloat16 = 4,  reserved: storage-only bf16 weights come later (ROADMAP.md).
+  // BFloat16 = 4,  reserved for storage-only bf16 weights (not implemented).
 };
 
 inline size_t dtype_size(DType dt) {

@@ -1,4 +1,4 @@
-// Two failure channels (STYLE.md rule 10).
+// Two failure channels.
 //
 //   HYDRA_CHECK(cond, msg...)   a user/API error: wrong shape, bad value, bad file. Throws hydra::Error
 //                               whose message the caller (or the CLI) shows as is.

@@ -286,7 +286,7 @@ TEST_CASE("HF names: every OLMo-2 name maps both ways; unmapped, missing, missha
   };
   auto extra = with([](auto& s) { s["model.layers.0.input_layernorm.weight"] = zeros({48}); });
   expect_error("unmapped name", [&] { olmo_state_from_hf(extra, hf.base, dir); },
-               {dir, "tensor 'model.layers.0.input_layernorm.weight' is not an OLMo-2 weight"});
+               {dir, "tensor 'model.layers.0.input_layernorm.weight' is not an OLMo-2 weight", "docs/model.md"});
   auto missing = with([](auto& s) { s.erase("model.layers.2.self_attn.k_norm.weight"); });
   expect_error("missing name", [&] { olmo_state_from_hf(missing, hf.base, dir); },
                {dir, "missing tensor 'model.layers.2.self_attn.k_norm.weight' (shape [24])"});

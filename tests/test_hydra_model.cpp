@@ -1,6 +1,7 @@
 // The HydraTransformer against PyTorch (tests/fixtures, written by scripts/make_fixtures.py), and its
-// structural invariants: every call of the contract, the loss and every parameter's gradient, per-layer
-// outputs, load_olmo_state, KV-cached decoding, the trunk running once, meta builds, initialisation.
+// structural invariants: every call of the Hydra contract (docs/model.md), the loss and every parameter's
+// gradient, per-layer outputs, load_olmo_state, KV-cached decoding, the trunk running once, meta builds,
+// initialisation.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -88,7 +89,7 @@ Tensor hydra_loss(const Tensor& logits, const Tensor& targets) {
 
 }  // namespace
 
-TEST_CASE("every call of the contract matches PyTorch") {
+TEST_CASE("every call of the Hydra contract (docs/model.md) matches PyTorch") {
   for (const char* file : {"hydra_tiny_distinct.safetensors", "hydra_gqa.safetensors"}) {
     INFO("fixture ", std::string(file));
     Fixture f = load_fixture(file);

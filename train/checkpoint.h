@@ -1,4 +1,5 @@
-// Training checkpoints: a model directory plus everything needed to resume training exactly.
+// Training checkpoints: a model directory plus everything needed to resume training exactly
+// (docs/formats.md, 'Training checkpoints').
 //
 // A checkpoint directory holds
 //   config.json              the model config (as in a model directory, hydra/model_dir.h)

@@ -1,4 +1,4 @@
-// The table-driven op test harness (STYLE.md rule 14).
+// The table-driven op test harness.
 //
 // Each op family registers its cases once, in tests/test_ops_<family>.cpp:
 //
