@@ -289,6 +289,31 @@ void write_lora_files(const std::string& dir, const HydraTransformer& model) {
   io::write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(), adapter_config_json(*info).dump(2) + "\n");
 }
 
+std::vector<std::string> check_adapter_config(HydraTransformer& model, const LoraInfo& info, const std::string& file) {
+  const auto by_path = linears_by_path(model);
+  std::set<int64_t> head_set;
+  for (const std::string& l : info.linears) {
+    HYDRA_CHECK(by_path.count(l), file, ": field 'linears' names '", l,
+                "', which is not a linear of this model (paths look like 'heads.0.blocks.0.feed_forward.w1'; the model has ",
+                model.config().n_heads, " heads of ", model.config().head_layers, " blocks)");
+    HYDRA_CHECK(head_of(l) >= 0, file, ": field 'linears' names '", l, "' in ", place_of(l),
+                "; adapters may only go into heads");
+    head_set.insert(head_of(l));
+  }
+  const std::vector<int64_t> heads(head_set.begin(), head_set.end());
+  std::vector<std::string> selected;
+  try {
+    selected = resolve_lora_targets(model, info.config.targets, heads);
+  } catch (const Error& e) {
+    throw Error(file + ": " + e.what());
+  }
+  const std::set<std::string> listed(info.linears.begin(), info.linears.end());
+  HYDRA_CHECK(std::set<std::string>(selected.begin(), selected.end()) == listed, file, ": 'targets' [",
+              join(info.config.targets), "] select ", selected.size(), " linears in heads ", join(heads), " (",
+              join(selected, 3), ") but 'linears' lists ", listed.size(), " (", join(info.linears, 3), ")");
+  return selected;
+}
+
 bool load_lora_files(const std::string& dir, HydraTransformer& model) {
   const std::string config_path = (fs::path(dir) / kAdapterConfigFile).string();
   const std::string weights_path = (fs::path(dir) / kAdapterWeightsFile).string();
@@ -302,28 +327,8 @@ bool load_lora_files(const std::string& dir, HydraTransformer& model) {
   const LoraInfo info = parse_adapter_config(io::read_json_file(config_path, "a LoRA adapter config"), config_path);
   HYDRA_CHECK(!has_lora_adapters(model), "load_lora_files: the model already has LoRA adapters");
 
-  // Every listed linear exists and lies in a head; the targets select exactly those linears.
+  const std::vector<std::string> selected = check_adapter_config(model, info, config_path);
   const auto by_path = linears_by_path(model);
-  std::set<int64_t> head_set;
-  for (const std::string& l : info.linears) {
-    HYDRA_CHECK(by_path.count(l), config_path, ": field 'linears' names '", l,
-                "', which is not a linear of this model (paths look like 'heads.0.blocks.0.feed_forward.w1'; the model has ",
-                model.config().n_heads, " heads of ", model.config().head_layers, " blocks)");
-    HYDRA_CHECK(head_of(l) >= 0, config_path, ": field 'linears' names '", l, "' in ", place_of(l),
-                "; adapters may only go into heads");
-    head_set.insert(head_of(l));
-  }
-  const std::vector<int64_t> heads(head_set.begin(), head_set.end());
-  std::vector<std::string> selected;
-  try {
-    selected = resolve_lora_targets(model, info.config.targets, heads);
-  } catch (const Error& e) {
-    throw Error(config_path + ": " + e.what());
-  }
-  const std::set<std::string> listed(info.linears.begin(), info.linears.end());
-  HYDRA_CHECK(std::set<std::string>(selected.begin(), selected.end()) == listed, config_path, ": 'targets' [",
-              join(info.config.targets), "] select ", selected.size(), " linears in heads ", join(heads), " (",
-              join(selected, 3), ") but 'linears' lists ", listed.size(), " (", join(info.linears, 3), ")");
 
   // adapters.safetensors holds exactly the expected tensors, with the shapes rank and each linear imply.
   HYDRA_CHECK(has_weights, config_path, " is present but ", weights_path, " is missing");

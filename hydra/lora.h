@@ -82,9 +82,14 @@ nn::StateDict base_state_dict(const HydraTransformer& model);
 nn::StateDict lora_state_dict(const HydraTransformer& model);
 
 // adapter_config.json's content, and back. parse_adapter_config checks every field's type and range
-// (not the model: load_lora_files does that); `file` names it in errors. No I/O.
+// (not against a model: check_adapter_config does that); `file` names it in errors. No I/O.
 nlohmann::json adapter_config_json(const LoraInfo& info);
 LoraInfo parse_adapter_config(const nlohmann::json& j, const std::string& file);
+
+// Checks a parsed config against `model`: every listed linear exists and lies in a head, and the targets
+// select exactly those linears in those heads. Returns the linears in module order. `file` names the
+// config in errors. No I/O.
+std::vector<std::string> check_adapter_config(HydraTransformer& model, const LoraInfo& info, const std::string& file);
 
 // Writes adapters.safetensors and adapter_config.json into `dir` (each atomically) when the model has
 // adapters; nothing otherwise.

@@ -11,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -18,6 +19,7 @@
 #include "autograd/ops.h"
 #include "hydra/lora.h"
 #include "hydra/model_dir.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "nn/init.h"
 #include "support/op_harness.h"
@@ -727,4 +729,18 @@ TEST_CASE("a checkpoint manifest listing one adapter file without the other is r
                     {"m.json", "adapter_config.json", "adapters.safetensors", "without the other"}});
   m.files["adapters.safetensors"] = {std::string(64, 'b'), 2};
   CHECK(train::parse_checkpoint_manifest(train::checkpoint_manifest_text(m), "m.json").files.size() == 5);
+}
+
+TEST_CASE("the adapter_config fuzz seeds are valid configs for the tiny model") {
+  const char* root = std::getenv("HYDRA_SOURCE_DIR");
+  const fs::path seeds = fs::path(root ? root : ".") / "tests/fuzz/corpus/adapter_config";
+  auto model = HydraTransformerConfig::preset("tiny").build("meta");
+  int64_t n = 0;
+  for (const auto& e : fs::directory_iterator(seeds)) {
+    INFO(e.path().string());
+    const LoraInfo info = parse_adapter_config(io::read_json_file(e.path().string()), e.path().string());
+    CHECK(check_adapter_config(*model, info, e.path().string()).size() == info.linears.size());
+    ++n;
+  }
+  CHECK(n == 2);
 }
