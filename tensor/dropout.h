@@ -1,6 +1,6 @@
 // The dropout kernel (no autograd): a mask drawn from a counter-based Generator, applied in one pass.
 //
-//   out[i] = keep(i) ? x[i] * 1/(1-p) : 0,   keep(i) = (uniform draw for element i) >= p
+//   out[i] = x[i] * (keep(i) ? 1/(1-p) : 0),   keep(i) = (uniform draw for element i) >= p
 //
 // Element i is x's i-th element in row-major order, and its draw is gen.bits(i, 0) at the generator's
 // current offset, so the mask depends on (seed, offset, shape) only, never on the thread count or the
