@@ -594,15 +594,40 @@ struct BrokenDir {
 
 constexpr const char* kW1A = "heads.0.blocks.0.feed_forward.w1.lora_A.weight";
 
+using Damage = std::function<void(const BrokenDir&)>;
+
+// Replaces (or adds) one tensor of adapters.safetensors.
+Damage set_tensor(const std::string& name, const Tensor& value) {
+  return [=](const BrokenDir& b) {
+    auto w = b.weights();
+    w[name] = value;
+    b.write_weights(w);
+  };
+}
+
+// Applies `edit` to adapter_config.json; set_field sets one field.
+Damage edit_config(const std::function<void(nlohmann::json&)>& edit) {
+  return [=](const BrokenDir& b) {
+    nlohmann::json j = b.config();
+    edit(j);
+    b.write_config(j);
+  };
+}
+Damage set_field(const std::string& key, const nlohmann::json& value) {
+  return edit_config([=](nlohmann::json& j) { j[key] = value; });
+}
+
 }  // namespace
 
 TEST_CASE("adapter file errors name the file and the tensor or field") {
+  using json = nlohmann::json;
   struct Case {
     std::string name;
-    std::function<void(const BrokenDir&)> damage;
+    Damage damage;
     std::vector<std::string> must_contain;
   };
-  using json = nlohmann::json;
+  const std::string w2_B = "heads.2.blocks.1.feed_forward.w2.lora_B.weight";
+  const std::string other_head = "heads.1.blocks.0.feed_forward.w1.lora_A.weight";
   const std::vector<Case> cases = {
       {"weights missing", [](const BrokenDir& b) { fs::remove(b.weights_path()); },
        {"adapter_config.json is present", "adapters.safetensors is missing"}},
@@ -615,95 +640,34 @@ TEST_CASE("adapter file errors name the file and the tensor or field") {
          b.write_weights(w);
        },
        {"adapters.safetensors", "missing adapter tensor", kW1A}},
-      {"extra tensor",
-       [](const BrokenDir& b) {
-         auto w = b.weights();
-         w["heads.1.blocks.0.feed_forward.w1.lora_A.weight"] = zeros({4, 16});
-         b.write_weights(w);
-       },
-       {"adapters.safetensors", "unexpected tensor", "heads.1.blocks.0.feed_forward.w1.lora_A.weight"}},
-      {"wrong shape (rank)",
-       [](const BrokenDir& b) {
-         auto w = b.weights();
-         w[kW1A] = zeros({3, 16});
-         b.write_weights(w);
-       },
+      {"extra tensor", set_tensor(other_head, zeros({4, 16})), {"adapters.safetensors", "unexpected tensor", other_head}},
+      {"wrong shape (rank)", set_tensor(kW1A, zeros({3, 16})),
        {"adapters.safetensors", kW1A, "[3, 16]", "rank 4", "need [4, 16]"}},
-      {"wrong shape (transposed)",
-       [](const BrokenDir& b) {
-         auto w = b.weights();
-         w["heads.2.blocks.1.feed_forward.w2.lora_B.weight"] = zeros({4, 16});
-         b.write_weights(w);
-       },
-       {"heads.2.blocks.1.feed_forward.w2.lora_B.weight", "[4, 16]", "need [16, 4]"}},
-      {"integer tensor",
-       [](const BrokenDir& b) {
-         auto w = b.weights();
-         w[kW1A] = zeros({4, 16}, DType::Int64);
-         b.write_weights(w);
-       },
-       {kW1A, "int64", "F32"}},
+      {"wrong shape (transposed)", set_tensor(w2_B, zeros({4, 16})), {w2_B, "[4, 16]", "need [16, 4]"}},
+      {"integer tensor", set_tensor(kW1A, zeros({4, 16}, DType::Int64)), {kW1A, "int64", "F32"}},
       {"linear that does not exist",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["linears"].push_back("heads.0.blocks.5.feed_forward.w1");
-         b.write_config(j);
-       },
+       edit_config([](json& j) { j["linears"].push_back("heads.0.blocks.5.feed_forward.w1"); }),
        {"adapter_config.json", "'heads.0.blocks.5.feed_forward.w1'", "not a linear of this model"}},
-      {"linear in the trunk",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["linears"].push_back("trunk.blocks.0.feed_forward.w1");
-         b.write_config(j);
-       },
+      {"linear in the trunk", edit_config([](json& j) { j["linears"].push_back("trunk.blocks.0.feed_forward.w1"); }),
        {"adapter_config.json", "'trunk.blocks.0.feed_forward.w1'", "the trunk"}},
-      {"linears disagree with targets",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["linears"].erase(j["linears"].begin());
-         b.write_config(j);
-       },
+      {"linears disagree with targets", edit_config([](json& j) { j["linears"].erase(j["linears"].begin()); }),
        {"adapter_config.json", "'targets' [w1, w2, w3] select 12 linears", "'linears' lists 11"}},
       {"target in an untrained head",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["targets"].push_back("heads.1.blocks.0.attention.w_q");
-         b.write_config(j);
-       },
+       edit_config([](json& j) { j["targets"].push_back("heads.1.blocks.0.attention.w_q"); }),
        {"adapter_config.json", "head 1, which is not trained"}},
-      {"rank disagrees with the tensors",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["rank"] = 2;
-         b.write_config(j);
-       },
-       {"adapters.safetensors", "rank 2", "need [2, 16]"}},
-      {"wrong format", [](const BrokenDir& b) { json j = b.config(); j["format"] = "peft"; b.write_config(j); },
-       {"adapter_config.json", "'format'", "hydra-lora"}},
-      {"future version", [](const BrokenDir& b) { json j = b.config(); j["format_version"] = 2; b.write_config(j); },
-       {"adapter_config.json", "format_version 2"}},
-      {"rank 0", [](const BrokenDir& b) { json j = b.config(); j["rank"] = 0; b.write_config(j); },
-       {"adapter_config.json", "'rank'", "got 0"}},
-      {"rank a string", [](const BrokenDir& b) { json j = b.config(); j["rank"] = "4"; b.write_config(j); },
-       {"adapter_config.json", "'rank'", "\"4\""}},
-      {"alpha 0", [](const BrokenDir& b) { json j = b.config(); j["alpha"] = 0; b.write_config(j); },
-       {"adapter_config.json", "'alpha'", "> 0"}},
-      {"dropout 1", [](const BrokenDir& b) { json j = b.config(); j["dropout"] = 1.0; b.write_config(j); },
-       {"adapter_config.json", "'dropout'", "[0, 1)"}},
-      {"targets empty", [](const BrokenDir& b) { json j = b.config(); j["targets"] = json::array(); b.write_config(j); },
-       {"adapter_config.json", "'targets'", "non-empty"}},
-      {"linears not strings", [](const BrokenDir& b) { json j = b.config(); j["linears"] = {1, 2}; b.write_config(j); },
-       {"adapter_config.json", "'linears'", "strings"}},
-      {"linear twice",
-       [](const BrokenDir& b) {
-         json j = b.config();
-         j["linears"].push_back(j["linears"][0]);
-         b.write_config(j);
-       },
+      {"rank disagrees with the tensors", set_field("rank", 2), {"adapters.safetensors", "rank 2", "need [2, 16]"}},
+      {"wrong format", set_field("format", "peft"), {"adapter_config.json", "'format'", "hydra-lora"}},
+      {"future version", set_field("format_version", 2), {"adapter_config.json", "format_version 2"}},
+      {"rank 0", set_field("rank", 0), {"adapter_config.json", "'rank'", "got 0"}},
+      {"rank a string", set_field("rank", "4"), {"adapter_config.json", "'rank'", "\"4\""}},
+      {"alpha 0", set_field("alpha", 0), {"adapter_config.json", "'alpha'", "> 0"}},
+      {"dropout 1", set_field("dropout", 1.0), {"adapter_config.json", "'dropout'", "[0, 1)"}},
+      {"targets empty", set_field("targets", json::array()), {"adapter_config.json", "'targets'", "non-empty"}},
+      {"linears not strings", set_field("linears", {1, 2}), {"adapter_config.json", "'linears'", "strings"}},
+      {"linear twice", edit_config([](json& j) { j["linears"].push_back(j["linears"][0]); }),
        {"adapter_config.json", "lists 'heads.0.blocks.0.feed_forward.w1' twice"}},
-      {"unknown field", [](const BrokenDir& b) { json j = b.config(); j["lora_rank"] = 4; b.write_config(j); },
-       {"adapter_config.json", "unknown field 'lora_rank'"}},
-      {"missing field", [](const BrokenDir& b) { json j = b.config(); j.erase("dropout"); b.write_config(j); },
+      {"unknown field", set_field("lora_rank", 4), {"adapter_config.json", "unknown field 'lora_rank'"}},
+      {"missing field", edit_config([](json& j) { j.erase("dropout"); }),
        {"adapter_config.json", "missing field 'dropout'"}},
       {"not an object", [](const BrokenDir& b) { b.write_config(json::array({1})); },
        {"adapter_config.json", "expected a JSON object"}},

@@ -8,11 +8,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION -- command...: the command must succeed
-  local what=$1
-  shift 2
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 
 # float32 values of a .npy file, one per line (the data starts after the 10-byte preamble and the header).
 npy_floats() {
