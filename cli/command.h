@@ -58,6 +58,8 @@ Command add_export_command(CLI::App& hydra);
 Command add_merge_lora_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_tokenize_command(CLI::App& hydra);
+Command add_train_command(CLI::App& hydra);
+Command add_eval_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);
 
 }  // namespace hydra::cli
