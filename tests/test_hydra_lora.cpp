@@ -27,7 +27,10 @@
 #include "tensor/copy.h"
 #include "tensor/dropout.h"
 #include "tensor/parallel.h"
+#include "hydra/loss.h"
 #include "train/checkpoint.h"
+#include "train/optimizer.h"
+#include "train/trainable.h"
 
 using namespace hydra;
 using hydra::test::check_error_case;
@@ -393,6 +396,44 @@ TEST_CASE("set_only_lora_trainable leaves exactly the adapters trainable; backwa
   }
   auto plain = small_config().build("cpu", 1);
   check_error_case({"none", [&] { set_only_lora_trainable(*plain); }, {"no LoRA adapters"}});
+}
+
+TEST_CASE("with the training engine: only the adapters get gradient slots, decay and updates; the base stays bit-identical") {
+  auto model = small_config().build("cpu", 1);
+  Generator init(7), dropout_gen(8);
+  nn::LoraConfig config = lora_config(4, {"w1", "w2", "w3"}, 0, 0.1);
+  const std::vector<std::string> names = add_lora_adapters(*model, config, {0, 2}, init);
+  set_only_lora_trainable(*model);
+  nn::set_lora_training(*model, &dropout_gen);
+  const nn::StateDict base_before = [&] {
+    nn::StateDict copy;
+    for (const auto& [name, t] : base_state_dict(*model)) copy[name] = clone(t);
+    return copy;
+  }();
+  train::TrainableParameters params(*model);
+  std::vector<std::string> listed;
+  for (const train::TrainableParameter& p : params.list()) {
+    listed.push_back(p.name);
+    CHECK(p.weight_decay);  // LoRA matrices are 2-D weights: decayed
+  }
+  CHECK(listed == names);
+  train::Optimizer adamw({}, params);
+  const Tensor ids = sample_ids(), targets = Generator(9).randint({2, 5}, 0, 40);
+  std::vector<double> losses;
+  for (int step = 0; step < 5; ++step) {
+    params.zero_grad();
+    HydraLoss l = hydra_loss(model->forward(ids, std::nullopt, std::vector<int64_t>{0, 2}), targets);
+    l.loss.backward();
+    losses.push_back(l.loss.item<double>());
+    adamw.step(1e-2);
+  }
+  CHECK(losses.back() < losses.front());  // the adapters learn the batch
+  for (const auto& [name, t] : base_state_dict(*model)) {
+    INFO(name);
+    CHECK(t.to_vector<float>() == base_before.at(name).to_vector<float>());
+  }
+  CHECK(max_abs_diff(model->heads[0]->blocks[0]->feed_forward.w2.lora->lora_B.weight.to_vector<float>(),
+                     std::vector<float>(16 * 4, 0.0f)) > 0);
 }
 
 // ---- dropout inside the adapters ----
