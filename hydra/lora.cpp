@@ -143,8 +143,9 @@ std::vector<std::string> add_lora_adapters(HydraTransformer& model, const nn::Lo
   config.validate();
   HYDRA_CHECK(!has_lora_adapters(model), "add_lora_adapters: the model already has LoRA adapters (merge them first)");
   const std::vector<std::string> paths = resolve_lora_targets(model, config.targets, trained_heads);
+  const bool meta = model.is_meta();  // asked before the (meta until materialized) adapters exist
   auto [params, names] = attach_adapters(model, paths, config);
-  if (!model.is_meta()) {
+  if (!meta) {
     nn::materialize_parameters(params);  // their own slab, zeroed: B starts at 0
     auto by_path = linears_by_path(model);
     for (const std::string& path : paths) nn::init_lora_(*by_path.at(path), init_gen);
@@ -357,8 +358,9 @@ bool load_lora_files(const std::string& dir, HydraTransformer& model) {
                 "; expected F32 (or F16, BF16)");
   }
 
+  const bool meta = model.is_meta();  // asked before the (meta until materialized) adapters exist
   auto [params, names] = attach_adapters(model, selected, info.config);  // module order, whatever the file's
-  if (!model.is_meta()) {
+  if (!meta) {
     nn::materialize_parameters(params);
     NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) kernels::copy_into(*params[i], tensors.at(names[i]));
