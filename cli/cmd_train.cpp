@@ -4,6 +4,7 @@
 //   hydra train models/tiny --data 'shards/train_*.bin' --out runs/heads --train-heads 0,2 --lr 1e-3
 //   hydra train models/tiny --data train.bin --shard-by-head --freeze 'trunk.*' --out runs/shards --steps 200
 //   hydra train models/tiny --sft qa.jsonl --tokenizer tokenizer.json --out runs/sft --epochs 3
+//   hydra train models/tiny --data train.bin --train-heads 1 --lora-rank 8 --out runs/lora --steps 300
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
 //
 // On a terminal one progress line is redrawn in place; otherwise one plain line every --log-every steps.
@@ -153,6 +154,9 @@ Command add_train_command(CLI::App& hydra) {
     std::string train_heads, truncate = "error";
     std::optional<double> weight_decay;
     int64_t log_every = 10;
+    int64_t lora_rank = 0;
+    double lora_alpha = 0, lora_dropout = 0;
+    std::string lora_targets = "w1,w2,w3";
   };
   auto opt = std::make_shared<Options>();
   train::TrainOptions& t = opt->t;
@@ -193,6 +197,14 @@ Command add_train_command(CLI::App& hydra) {
   // What trains.
   app->add_option("--freeze", opt->freeze, "Freeze parameters matching a glob (e.g. 'trunk.*'); repeatable");
   app->add_option("--train-heads", opt->train_heads, "Train only these heads, e.g. 0,2 (everything else frozen)");
+  app->add_option("--lora-rank", opt->lora_rank, "Train LoRA adapters of this rank instead of the weights (heads only)")
+      ->check(integer_in_range(1, 1 << 16));
+  app->add_option("--lora-alpha", opt->lora_alpha, "LoRA alpha: the adapter's output is scaled by alpha/rank (default 2*rank)");
+  app->add_option("--lora-dropout", opt->lora_dropout, "Dropout on the adapters' input while training (default 0)");
+  app->add_option("--lora-targets", opt->lora_targets,
+                  "Linears that get adapters: names (w1,w2,w3, w_q, ...) inside the trained heads, or dotted globs "
+                  "(default w1,w2,w3)");
+  app->add_flag("--merge-lora", t.merge_lora, "Fold the adapters into the final model's weights");
   app->add_option("--seed", t.seed, "Seed of the data order (and every other random choice) (default 0)");
   // Evaluation, checkpoints, logging.
   app->add_option("--eval-every", t.eval_every, "Evaluate on --val every K steps (default: only at the end)")
@@ -233,6 +245,19 @@ Command add_train_command(CLI::App& hydra) {
               HYDRA_CHECK(k.size() == 1, "--head-data '", hd, "': one head per option");
               HYDRA_CHECK(!t.head_data.count(k[0]), "--head-data: head ", k[0], " is given twice");
               t.head_data[k[0]] = expand(hd.substr(eq + 1), "--head-data");
+            }
+            if (opt->lora_rank > 0) {
+              nn::LoraConfig lora;
+              lora.rank = opt->lora_rank;
+              lora.alpha = opt->lora_alpha;
+              lora.dropout = opt->lora_dropout;
+              lora.targets.clear();
+              std::stringstream in(opt->lora_targets);
+              for (std::string part; std::getline(in, part, ',');) lora.targets.push_back(part);
+              t.lora = lora;
+            } else {
+              HYDRA_CHECK(opt->lora_alpha == 0 && opt->lora_dropout == 0 && opt->lora_targets == "w1,w2,w3",
+                          "--lora-alpha, --lora-dropout and --lora-targets need --lora-rank");
             }
             t.created_by = std::string("hydra ") + kVersion;
 

@@ -125,7 +125,7 @@ def run(base, tokens, o, gen):
             out_f, in_f = params[name].shape
             bound = 1.0 / math.sqrt(in_f)  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in))
             a = ((torch.rand(r, in_f, generator=gen, dtype=torch.float32) * 2 - 1) * bound).to(F64)
-            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=F64), "scaling": alpha / r}
+            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=F64), "scaling": alpha / r, "A0": a.clone()}
 
     def trainable(name):
         if lora:
@@ -198,7 +198,7 @@ def run(base, tokens, o, gen):
         tensors["final." + n] = t.detach().to(torch.float32)
     for name, ad in lora.items():
         stem = name[: -len(".weight")]
-        tensors["init." + stem + ".lora_A.weight"] = ad["A"].to(torch.float32)
+        tensors["init." + stem + ".lora_A.weight"] = ad["A0"].to(torch.float32)  # as drawn, before training
     return tensors
 
 

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autograd/grad_mode.h"
 #include "hydra/model_dir.h"
 #include "support/temp_dir.h"
 #include "tensor/parallel.h"
@@ -183,6 +184,63 @@ TEST_CASE("resume: SFT data with keep-best and early stopping state") {
   o.save_every = 3;
   o.grad_accum = 2;
   check_resume(o, 7, 1);
+}
+
+TEST_CASE("resume: LoRA adapters with dropout (the dropout stream survives the checkpoint)") {
+  World w;
+  TrainOptions o = w.options("lora");
+  nn::LoraConfig lora;
+  lora.rank = 2;
+  lora.dropout = 0.25;
+  lora.targets = {"w1", "w2", "w3", "w_q"};
+  o.lora = lora;
+  o.train_heads = {0, 2};
+  o.lr = 2e-2;
+  o.save_every = 3;
+  check_resume(o, 5, 0);
+  // Only adapters trained: every base weight is as it started, and the adapters are in the files.
+  auto start = load_model_dir(w.model);
+  auto end = load_model_dir(w.dir.file("lora-straight"));
+  auto base = start->state_dict();
+  int64_t adapters = 0;
+  for (auto& [name, p] : end->named_parameters()) {
+    if (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight")) {
+      ++adapters;
+      continue;
+    }
+    INFO(name);
+    const std::vector<float> x = p->to_vector<float>(), y = base.at(name).to_vector<float>();
+    CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+  }
+  CHECK(adapters == 2 * 2 * 4);  // 2 heads x 4 linears x (A, B)
+  // A resume that asks for other adapters is refused.
+  o.resume = true;
+  o.out_dir = w.dir.file("lora-straight");
+  o.lora->rank = 4;
+  CHECK_THROWS_WITH_AS(Trainer{o}, doctest::Contains("LoRA (--lora-rank"), Error);
+}
+
+TEST_CASE("LoRA: --merge-lora folds the adapters into the final model's weights") {
+  World w;
+  TrainOptions o = w.options("merged");
+  o.lora = nn::LoraConfig{};
+  o.lora->rank = 2;
+  o.merge_lora = true;
+  o.steps = 3;
+  Quiet quiet;
+  Trainer(o).run(quiet);
+  CHECK_FALSE(fs::exists(o.out_dir + "/adapter_config.json"));
+  auto merged = load_model_dir(o.out_dir);
+  for (auto& [name, p] : merged->named_parameters()) CHECK_FALSE(name.ends_with(".lora_A.weight"));
+  // The last checkpoint keeps the adapters apart, and its logits equal the merged model's.
+  auto ckpt = load_checkpoint(list_checkpoints(o.out_dir).back().second);
+  CHECK(fs::exists(list_checkpoints(o.out_dir).back().second + "/adapter_config.json"));
+  NoGradGuard no_grad;
+  const Tensor ids = from_vector<int64_t>({1, 5, 9, 33, 2, 7}, {1, 6});
+  const std::vector<float> a = merged->forward(ids).to_vector<float>(), b = ckpt.model->forward(ids).to_vector<float>();
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+  CHECK(worst < 1e-5);
 }
 
 TEST_CASE("the same run at 1 and 2 threads gives the same bits") {

@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "hydra/model_dir.h"
@@ -108,6 +109,12 @@ train::TrainOptions options_for(const json& o, const Inputs& in, const std::stri
   t.min_lr_ratio = o.at("min_lr_ratio");
   t.clip = o.at("clip");
   t.train_heads = o.at("train_heads").get<std::vector<int64_t>>();
+  if (o.contains("lora_rank")) {
+    nn::LoraConfig lora;
+    lora.rank = o.at("lora_rank");
+    lora.alpha = o.at("lora_alpha");
+    t.lora = lora;  // targets w1, w2, w3 of the trained heads (the default), dropout 0
+  }
   return t;
 }
 
@@ -121,6 +128,17 @@ void check_run(const std::string& name, double loss_tol, double weight_tol) {
   TempDir dir("train-vs-torch");
   const Inputs in = write_inputs(base, dir);
   train::Trainer trainer(options_for(o, in, dir.file("run")));
+  // The adapters' A matrices as PyTorch drew them (B starts at zero on both sides).
+  int64_t adapters = 0;
+  for (auto& [pname, p] : trainer.model().named_parameters()) {
+    auto init = run.tensors.find("init." + pname);
+    if (init == run.tensors.end()) continue;
+    REQUIRE(init->second.shape() == p->shape());
+    std::memcpy(p->data<float>(), init->second.data<float>(), static_cast<size_t>(p->numel()) * sizeof(float));
+    ++adapters;
+  }
+  CHECK(adapters == static_cast<int64_t>(std::count_if(run.tensors.begin(), run.tensors.end(),
+                                                       [](const auto& kv) { return kv.first.starts_with("init."); })));
 
   const std::vector<double> lr = run.tensors.at("lr").to_vector<double>();
   const std::vector<double> loss = run.tensors.at("loss").to_vector<double>();
@@ -155,7 +173,7 @@ void check_run(const std::string& name, double loss_tol, double weight_tol) {
       REQUIRE(a.size() == b.size());
       for (size_t i = 0; i < a.size(); ++i) worst_weight = std::max(worst_weight, static_cast<double>(std::abs(a[i] - b[i])));
       ++checked;
-    } else {
+    } else if (!run.tensors.count("init." + pname)) {
       INFO("frozen parameter " << pname);
       const std::vector<float> a = got.to_vector<float>(), b = base.tensors.at(pname).to_vector<float>();
       CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
@@ -173,6 +191,10 @@ TEST_CASE("full training: AdamW, weight decay, clipping, warm-up + cosine, grad-
 }
 
 TEST_CASE("head-only training: --train-heads 0,2, linear decay (vs PyTorch)") { check_run("train_heads", 1e-5, 1e-4); }
+
+TEST_CASE("LoRA: rank 4 adapters on w1, w2, w3 of heads 0 and 2, only they train (vs PyTorch)") {
+  check_run("train_lora", 1e-5, 1e-4);
+}
 
 TEST_CASE("SFT: answer-only loss, padded rows, token-weighted grad-accum (vs PyTorch)") {
   check_run("train_sft", 1e-5, 1e-4);

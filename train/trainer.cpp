@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "autograd/ops.h"
+#include "hydra/lora.h"
 #include "hydra/loss.h"
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
@@ -67,6 +68,8 @@ void check_options(const TrainOptions& o) {
   HYDRA_CHECK(o.early_stop_patience == 0 || !o.val.empty(), "--early-stop-patience needs --val data to evaluate on");
   HYDRA_CHECK(!o.keep_best || !o.val.empty(), "--keep-best needs --val data to evaluate on");
   HYDRA_CHECK(!(o.shard_by_head && !o.head_data.empty()), "train: --shard-by-head and --head-data cannot be combined");
+  HYDRA_CHECK(!o.merge_lora || o.lora, "train: --merge-lora needs LoRA adapters to merge (--lora-rank)");
+  if (o.lora) o.lora->validate();
   o.optimizer.validate();
   LrSchedule{o.schedule, o.lr, o.warmup, std::max<int64_t>(o.steps, std::max<int64_t>(o.warmup, 1)), o.min_lr_ratio}
       .validate();
@@ -102,7 +105,8 @@ std::string flag_of(const std::string& key) {
       {"batch", "--batch"}, {"seq", "--seq"}, {"grad_accum", "--grad-accum"}, {"total_steps", "--steps / --epochs"},
       {"optimizer", "the optimizer (--optimizer, --beta1, --beta2, --eps, --weight-decay, --momentum)"},
       {"schedule", "the schedule (--lr, --warmup, --schedule, --min-lr-ratio)"}, {"clip", "--clip"},
-      {"freeze", "--freeze"}, {"train_heads", "--train-heads"}, {"seed", "--seed"}};
+      {"freeze", "--freeze"}, {"train_heads", "--train-heads"}, {"seed", "--seed"},
+      {"lora", "LoRA (--lora-rank, --lora-alpha, --lora-dropout, --lora-targets)"}};
   auto it = flags.find(key);
   return it == flags.end() ? key : it->second;
 }
@@ -135,7 +139,8 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 
 // ---- setup ----
 
-Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
+Trainer::Trainer(TrainOptions options)
+    : options_(std::move(options)), dropout_gen_(mix64(options_.seed ^ 0xD809D0u)) {
   check_options(options_);
   sft_ = !options_.sft.empty();
   const HydraTransformerConfig config = load_model_config(options_.model_dir);
@@ -246,11 +251,35 @@ void Trainer::setup_data() {
 
 void Trainer::setup_trainable() {
   nn::Module& m = *model_;
-  if (options_.train_heads.empty()) {
-    m.set_trainable("*", true);
+  if (options_.lora) {
+    if (!has_lora_adapters(*model_)) {
+      // A fresh run: adapters on the trained heads, A drawn from a stream of the run's seed.
+      HYDRA_CHECK(!options_.resume, "--resume: the checkpoint has no LoRA adapters but this run asks for them");
+      Generator init_gen(mix64(options_.seed ^ 0x10A1u));
+      add_lora_adapters(*model_, *options_.lora, trained_heads_, init_gen);
+    } else {
+      // The model came with adapters (a resumed run, or a LoRA model trained further): the same ones.
+      const LoraInfo have = *lora_info(*model_);
+      const nn::LoraConfig& want = *options_.lora;
+      HYDRA_CHECK(have.config.rank == want.rank && have.config.effective_alpha() == want.effective_alpha() &&
+                      have.config.dropout == want.dropout && have.config.targets == want.targets &&
+                      have.heads == trained_heads_,
+                  "train: the model's LoRA adapters (rank ", have.config.rank, ", alpha ", have.config.effective_alpha(),
+                  ", on heads ", join_ints(have.heads), ") differ from the ones asked for (rank ", want.rank, ", alpha ",
+                  want.effective_alpha(), ", on heads ", join_ints(trained_heads_),
+                  "); merge them first (hydra merge-lora) to train new ones");
+    }
+    set_only_lora_trainable(*model_);
   } else {
-    m.set_trainable("*", false);
-    for (int64_t k : trained_heads_) m.set_trainable("heads." + std::to_string(k) + ".*", true);
+    HYDRA_CHECK(!has_lora_adapters(*model_), "train: ", options_.model_dir,
+                " has LoRA adapters; fold them into the weights first (hydra merge-lora) or keep training them "
+                "with --lora-rank");
+    if (options_.train_heads.empty()) {
+      m.set_trainable("*", true);
+    } else {
+      m.set_trainable("*", false);
+      for (int64_t k : trained_heads_) m.set_trainable("heads." + std::to_string(k) + ".*", true);
+    }
   }
   for (const std::string& pattern : options_.freeze) m.set_trainable(pattern, false);
   trunk_trains_ = false;
@@ -283,7 +312,10 @@ void Trainer::setup_identity() {
                {"clip", o.clip},
                {"freeze", o.freeze},
                {"train_heads", trained_heads_},
-               {"seed", o.seed}};
+               {"seed", o.seed},
+               {"lora", o.lora ? json{{"rank", o.lora->rank}, {"alpha", o.lora->effective_alpha()},
+                                      {"dropout", o.lora->dropout}, {"targets", o.lora->targets}}
+                               : json(nullptr)}};
 }
 
 void Trainer::resume_from(const std::string& dir) {
@@ -316,6 +348,9 @@ void Trainer::resume_from(const std::string& dir) {
   }
   step_ = c.state.step;
   tokens_seen_ = c.state.tokens_seen;
+  auto rng = c.state.rng.find("lora_dropout");
+  HYDRA_CHECK(rng != c.state.rng.end(), c.path, ": the training state has no 'lora_dropout' random stream");
+  dropout_gen_.set_state(rng->second.seed, rng->second.offset);
   const json& p = c.state.progress;
   elapsed_before_ = p.value("elapsed_s", 0.0);
   best_val_loss_ = p.value("best_val_loss", 0.0);
@@ -348,6 +383,12 @@ StepMetrics Trainer::step() {
     HYDRA_CHECK(counted[k] > 0, "step ", s, ": head ", k, "'s batches have no counted target (every target ignored)");
 
   std::map<int64_t, double> head_loss;  // Σ_m share · n_trained = head k's loss over the step
+  // LoRA dropout is on while the step runs (and only then: evaluation sees no dropout).
+  struct DropoutOff {
+    nn::Module& model;
+    ~DropoutOff() { nn::set_lora_training(model, nullptr); }
+  } dropout_off{*model_};
+  nn::set_lora_training(*model_, &dropout_gen_);
   for (int64_t m = 0; m < K; ++m) {
     if (observer_) observer_->on_micro_batch(s, m);
     for (size_t gi = 0; gi < groups_.size(); ++gi) {
@@ -428,6 +469,7 @@ TrainingState Trainer::training_state() const {
   st.data_loader = json::object();
   for (const Group& g : groups_) st.data_loader[g.name] = g.stream->state();
   st.run_config = identity_;
+  st.rng["lora_dropout"] = {dropout_gen_.seed(), dropout_gen_.offset()};
   st.progress = {{"elapsed_s", elapsed_before_ + seconds_since(started_)},
                  {"best_val_loss", best_val_loss_},
                  {"best_step", best_step_},
@@ -582,7 +624,11 @@ void Trainer::run(TrainObserver& observer) {
     }
   }
   if (saved_at != step_) observer.on_checkpoint(step_, save_checkpoint());
-  // The final model, loadable by every command, next to the logs.
+  // The final model, loadable by every command, next to the logs (checkpoints keep the adapters apart).
+  if (options_.merge_lora) {
+    const int64_t merged = merge_lora_adapters(*model_);
+    observer.on_message("merged " + std::to_string(merged) + " LoRA adapters into the final model's weights");
+  }
   write_model_files(options_.out_dir, *model_);
   plot();
   observer_ = nullptr;

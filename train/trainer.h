@@ -34,6 +34,8 @@
 
 #include "hydra/hydra_transformer.h"
 #include "io/token_data.h"
+#include "nn/lora.h"
+#include "tensor/random.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
@@ -79,6 +81,10 @@ struct TrainOptions {
   // heads (everything else frozen).
   std::vector<std::string> freeze;
   std::vector<int64_t> train_heads;
+  // LoRA: adapters on the trained heads' targeted linears (hydra/lora.h), and only they train. The
+  // final model keeps them as adapter files, or folds them into the weights with merge_lora.
+  std::optional<nn::LoraConfig> lora;
+  bool merge_lora = false;
 
   uint64_t seed = 0;
 
@@ -174,6 +180,7 @@ class Trainer {
   bool sft_ = false;
   std::vector<DataFileRecord> data_files_;
   nlohmann::json identity_;
+  Generator dropout_gen_;  // LoRA dropout masks (saved in checkpoints as the "lora_dropout" stream)
 
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)
