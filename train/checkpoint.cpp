@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "hydra/lora.h"
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/json_file.h"
@@ -32,7 +33,7 @@ constexpr const char* kWeights = "model.safetensors";
 constexpr const char* kState = "training_state.bin.zst";
 constexpr const char* kFormat = "hydra-checkpoint";
 constexpr const char* kStateFormat = "hydra-training-state";
-// A manifest lists three files and the data files: far below this.
+// A manifest lists three (or five) files and the data files: far below this.
 constexpr uint64_t kMaxManifestBytes = 64 << 20;
 // The decompressed training state is held in memory (two moments per parameter of a 7B model are 56 GB).
 constexpr uint64_t kMaxStateBytes = uint64_t{256} << 30;
@@ -83,7 +84,7 @@ json state_json(const TrainingState& s) {
   for (const auto& [name, r] : s.rng) rng[name] = {{"seed", r.seed}, {"offset", r.offset}};
   return {{"step", s.step},         {"tokens_seen", s.tokens_seen}, {"optimizer", s.optimizer},
           {"schedule", s.schedule}, {"data_loader", s.data_loader}, {"rng", rng},
-          {"run_config", s.run_config}};
+          {"run_config", s.run_config}, {"progress", s.progress}};
 }
 
 // Reads a whole file, which must have exactly `expected` bytes (the caller checked the size).
@@ -159,14 +160,20 @@ CheckpointManifest parse_checkpoint_manifest(std::string_view text, const std::s
   const json& files = field(j, "files", file, where);
   HYDRA_CHECK(files.is_object(), file, ": the manifest field 'files' must be an object");
   for (const auto& [name, rec] : files.items()) {
-    HYDRA_CHECK(name == kConfig || name == kWeights || name == kState, file, ": the manifest lists an unexpected file '",
-                name, "'; a checkpoint holds ", kConfig, ", ", kWeights, " and ", kState);
+    HYDRA_CHECK(name == kConfig || name == kWeights || name == kState || name == kAdapterConfigFile ||
+                    name == kAdapterWeightsFile,
+                file, ": the manifest lists an unexpected file '", name, "'; a checkpoint holds ", kConfig, ", ",
+                kWeights, " and ", kState, " (and with LoRA adapters ", kAdapterConfigFile, " and ",
+                kAdapterWeightsFile, ")");
     const std::string rec_where = "the entry of '" + name + "'";
     HYDRA_CHECK(rec.is_object(), file, ": ", rec_where, " must be an object");
     m.files[name] = {sha256_field(rec, file, rec_where), unsigned_field(rec, "bytes", file, rec_where)};
   }
   for (const char* name : {kConfig, kWeights, kState})
     HYDRA_CHECK(m.files.count(name), file, ": the manifest does not list '", name, "'");
+  HYDRA_CHECK(m.files.count(kAdapterConfigFile) == m.files.count(kAdapterWeightsFile), file,
+              ": the manifest lists one of ", kAdapterConfigFile, " and ", kAdapterWeightsFile,
+              " without the other (LoRA adapters need both)");
   const json& data = field(j, "data_files", file, where);
   HYDRA_CHECK(data.is_array(), file, ": the manifest field 'data_files' must be an array");
   for (size_t i = 0; i < data.size(); ++i) {
@@ -202,6 +209,7 @@ TrainingState parse_training_state(std::string_view bytes, const std::string& fi
   s.schedule = field(j, "schedule", file, where);
   s.data_loader = field(j, "data_loader", file, where);
   s.run_config = field(j, "run_config", file, where);
+  s.progress = field(j, "progress", file, where);
   const json& rng = field(j, "rng", file, where);
   HYDRA_CHECK(rng.is_object(), file, ": the training state field 'rng' must be an object");
   for (const auto& [name, r] : rng.items()) {
@@ -251,7 +259,9 @@ void save_checkpoint(const std::string& dir, const HydraTransformer& model, cons
   m.created_by = options.created_by;
   m.step = state.step;
   // Digests of the bytes as they are on disk (read back after the fsync), not of what was meant to be written.
-  for (const char* name : {kConfig, kWeights, kState})
+  std::vector<const char*> names = {kConfig, kWeights, kState};
+  if (has_lora_adapters(model)) names.insert(names.end(), {kAdapterConfigFile, kAdapterWeightsFile});
+  for (const char* name : names)
     m.files[name] = {io::sha256_file_hex(out.file(name)), size_of(out.file(name), "checkpoint file")};
   m.data_files = data_files;
   io::write_file_atomic(out.file(kManifest), checkpoint_manifest_text(m));
