@@ -7,7 +7,9 @@
 //
 // that declares the subcommand and its options on `hydra` and returns a Command whose `run` main.cpp
 // calls after parsing. To add a subcommand: write cli/cmd_<name>.cpp, declare its add_ function below,
-// and list it in main.cpp's `commands`. (CMake globs cli/*.cpp; nothing else to touch.)
+// and list it in main.cpp's `commands`. (CMake globs cli/*.cpp; nothing else to touch. It compiles them
+// as a unity build, several files to one translation unit, so a file-local helper needs a name that no
+// other cli/*.cpp uses.)
 //
 // Error policy (main.cpp): a command reports a user error by throwing hydra::Error (exit 2 with
 // "hydra: error: <message>"); `run` returns 0 on success, 1 when the command ran but its check failed.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz/fuzz_*.cpp) with clang, ASan and UBSan in $HYDRA_FUZZ_BUILD
-# (default build-fuzz/), and runs each for SECONDS (default 30), $HYDRA_FUZZ_JOBS at a time (default 2).
+# (default build-asan/, the clang tree scripts/test.sh also runs the tests in), and runs each for SECONDS
+# (default 30), $HYDRA_FUZZ_JOBS at a time (default 2).
 # Fails if any target finds a crash, a sanitizer report, an escaping exception, a hang (> 10 s on one
 # input) or an allocation over 512 MB (inputs are a few KB: no parser may allocate what the file cannot
 # justify).
@@ -24,23 +25,15 @@ fi
 for tool in clang clang++; do
   command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool not found (bash scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
-build=${HYDRA_FUZZ_BUILD:-build-fuzz}
-# A tree configured by another compiler cannot switch to clang in place: start it afresh.
-if [[ -f "$build/CMakeCache.txt" ]] && ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
-  rm -rf "$build"
-fi
-if grep -qs '^HYDRA_FUZZ:BOOL=ON' "$build/CMakeCache.txt"; then
-  cmake -S . -B "$build" >/dev/null  # picks up new fuzz_*.cpp files
-else
-  CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON \
-    -DHYDRA_BUILD_TESTS=OFF -DHYDRA_BUILD_BENCH=OFF >/dev/null
-fi
+build=${HYDRA_FUZZ_BUILD:-build-asan}
 
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
   for src in tests/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 fi
-cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
+# The configure step picks up new fuzz_*.cpp files; a tree test.sh configured keeps its tests.
+CC=clang CXX=clang++ bash scripts/build.sh "$build" -DHYDRA_FUZZ=ON -DHYDRA_WERROR=ON -DHYDRA_BUILD_BENCH=OFF \
+  -- "${targets[@]}" >/dev/null
 
 mkdir -p "$build/findings" "$build/logs"
 run_target() {

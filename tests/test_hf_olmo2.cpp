@@ -187,7 +187,9 @@ TEST_CASE("an exported head converts back to bit-identical tensors (single file 
       HydraTransformerConfig c = config;
       return c.to_json();
     }());
-    for (const auto& [name, t] : back->state_dict()) {
+    for (const auto& entry : back->state_dict()) {
+      const std::string& name = entry.first;
+      const Tensor& t = entry.second;
       INFO(name);
       std::string source = name;
       if (name.starts_with("heads.")) source = "heads.2" + name.substr(name.find('.', 6));

@@ -117,7 +117,9 @@ TEST_CASE("kaiming_uniform(a=√5) has PyTorch's bound, 1/√in up to PyTorch's 
   // (torch.nn.init.calculate_gain('leaky_relu', math.sqrt(5)) and the lines of kaiming_uniform_).
   const std::vector<std::pair<int64_t, double>> torch_bounds = {
       {4, 0.49999999999999994}, {7, 0.3779644730092272}, {256, 0.06249999999999999}, {1024, 0.031249999999999997}};
-  for (auto [fan_in, bound] : torch_bounds) {
+  for (const auto& torch_bound : torch_bounds) {
+    const int64_t fan_in = torch_bound.first;
+    const double bound = torch_bound.second;
     Tensor w = zeros({3000, fan_in}, DType::Float64);
     Generator g(5);
     nn::init_kaiming_uniform_(w, g, std::sqrt(5.0));
@@ -245,7 +247,9 @@ TEST_CASE("add_lora_adapters: names, shapes, A's range, B zero, own slab; a fres
 
   // Shapes, values, flags; the base parameters are where they were (no reallocation).
   const Tensor& a0 = model->heads[0]->blocks[0]->feed_forward.w1.lora->lora_A.weight;
-  for (auto& [name, t] : model->named_parameters()) {
+  for (auto& named : model->named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* t = named.second;
     INFO(name);
     if (!is_lora_parameter(name)) {
       CHECK(t->raw_data() == base_data.at(name));
@@ -391,7 +395,9 @@ TEST_CASE("set_only_lora_trainable leaves exactly the adapters trainable; backwa
   CHECK(set_only_lora_trainable(*model) == 24);
   Tensor loss = sum(model->forward(sample_ids()));
   loss.backward();
-  for (auto& [name, t] : model->named_parameters()) {
+  for (auto& named : model->named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* t = named.second;
     INFO(name);
     CHECK(t->requires_grad() == is_lora_parameter(name));
     CHECK(t->grad().defined() == is_lora_parameter(name));
@@ -430,7 +436,9 @@ TEST_CASE("with the training engine: only the adapters get gradient slots, decay
     adamw.step(1e-2);
   }
   CHECK(losses.back() < losses.front());  // the adapters learn the batch
-  for (const auto& [name, t] : base_state_dict(*model)) {
+  for (const auto& entry : base_state_dict(*model)) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO(name);
     CHECK(t.to_vector<float>() == base_before.at(name).to_vector<float>());
   }

@@ -213,10 +213,12 @@ TEST_CASE("malformed or unsupported .npy files are rejected with a message namin
 TEST_CASE("valid variants: double quotes, Python 2 'L' sizes, no trailing comma, version 3.0") {
   TempDir dir;
   const std::string data = std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8);
-  for (const auto& [dict, version] : std::vector<std::pair<std::string, int>>{
+  for (const auto& variant : std::vector<std::pair<std::string, int>>{
            {"{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (2L,)}\n", 1},
            {"{'shape': (1, 2), 'fortran_order': False, 'descr': '<f4'}", 2},
            {"{'descr':'<f4','fortran_order':False,'shape':(2,),}    \n", 3}}) {
+    const std::string& dict = variant.first;
+    const int version = variant.second;
     INFO(dict);
     write_bytes(dir.file("v.npy"), npy_bytes(dict, data, version));
     const Tensor t = load_npy(dir.file("v.npy"));

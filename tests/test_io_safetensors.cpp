@@ -91,7 +91,9 @@ TEST_CASE("save_safetensors then load_safetensors gives back every dtype and sha
   const auto back = load_safetensors(path, &meta_back);
   CHECK(meta_back == meta);
   REQUIRE(back.size() == tensors.size());
-  for (const auto& [name, t] : tensors) {
+  for (const auto& entry : tensors) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO(name);
     REQUIRE(back.count(name) == 1);
     CHECK(same_tensor(back.at(name), t));
@@ -113,7 +115,9 @@ TEST_CASE("values survive bit-exactly, including signed zeros, extremes, infinit
   };
   save_safetensors(dir.file("x.safetensors"), tensors);
   const auto back = load_safetensors(dir.file("x.safetensors"));
-  for (const auto& [name, t] : tensors) {
+  for (const auto& entry : tensors) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO(name);
     const Tensor& b = back.at(name);
     REQUIRE(b.shape() == t.shape());
@@ -230,13 +234,17 @@ TEST_CASE("the PyTorch fixtures read back exactly the values Python printed (kno
   std::ifstream in(hydra::test::fixture_path("known_values.json"));
   REQUIRE(in.good());
   const nlohmann::json known = nlohmann::json::parse(in);
-  for (const auto& [file, expected] : known.items()) {
+  for (const auto& file_entry : known.items()) {
+    const std::string& file = file_entry.key();
+    const nlohmann::json& expected = file_entry.value();
     INFO(file);
     std::map<std::string, std::string> meta;
     const auto tensors = load_safetensors(hydra::test::fixture_path(file), &meta);
     CHECK(tensors.size() == expected.at("tensor_count").get<size_t>());
     CHECK(meta.at("format") == "hydra-fixture");
-    for (const auto& [name, e] : expected.items()) {
+    for (const auto& tensor_entry : expected.items()) {
+      const std::string& name = tensor_entry.key();
+      const nlohmann::json& e = tensor_entry.value();
       if (name == "tensor_count") continue;
       INFO(name);
       REQUIRE(tensors.count(name) == 1);
@@ -283,7 +291,9 @@ TEST_CASE("every fixture loads, with its config in the metadata and every Hydra 
     CHECK(tensors.count("trunk.blocks." + std::to_string(trunk - 1) + ".attention.w_q.weight") == 1);
     CHECK(tensors.count("heads." + std::to_string(heads - 1) + ".blocks." + std::to_string(depth - 1) +
                         ".feed_forward.w2.weight") == 1);
-    for (const auto& [name, t] : tensors) {
+    for (const auto& entry : tensors) {
+      const std::string& name = entry.first;
+      const Tensor& t = entry.second;
       const bool is_param = name.rfind("trunk.", 0) == 0 || name.rfind("heads.", 0) == 0 ||
                             name.rfind("lm_head.", 0) == 0;
       if (!is_param) continue;

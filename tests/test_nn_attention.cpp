@@ -280,7 +280,9 @@ TEST_CASE("Attention forward and parameter gradients match the composition of re
     INFO("qk_norm ", qk_norm);
     CHECK(max_rel_diff(got, want) <= 1e-5);
     size_t i = 0;
-    for (auto& [name, t] : attn.named_parameters()) {
+    for (auto& named : attn.named_parameters()) {
+      const std::string& name = named.first;
+      Tensor* t = named.second;
       INFO("grad of ", name);
       CHECK(max_rel_diff(fused_grads[i++], t->grad()) <= 1e-5);
     }

@@ -135,7 +135,9 @@ TEST_CASE("materialize_parameters gives every parameter a zeroed, 64-byte aligne
   const Tensor& first = *params.front().second;
   const char* base = static_cast<const char*>(slab->data);
   const char* previous_end = base;
-  for (auto& [name, p] : params) {
+  for (auto& named : params) {
+    const std::string& name = named.first;
+    Tensor* p = named.second;
     INFO(name);
     CHECK(!p->is_meta());
     CHECK(p->shares_storage_with(first));
@@ -159,7 +161,9 @@ TEST_CASE("state_dict round trip: shares memory on the way out, copies on the wa
   CHECK(sd.size() == 11);
   CHECK(sd.at("lm_head.w_out.weight").shares_storage_with(a.lm_head.w_out.weight));
   b.load_state_dict(sd);
-  for (auto& [name, p] : b.named_parameters()) {
+  for (auto& named : b.named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* p = named.second;
     INFO(name);
     CHECK(p->to_vector<float>() == sd.at(name).to_vector<float>());
     CHECK(!p->shares_storage_with(sd.at(name)));
@@ -197,7 +201,9 @@ TEST_CASE("set_trainable by glob: '*' crosses dots, a pattern selects a subtree,
   CHECK(m.set_trainable("*", true) == 11);
   CHECK(m.set_trainable("blocks.0.*", false) == 4);
   CHECK(m.set_trainable("*.w1.*", false) == 2);
-  for (auto& [name, p] : m.named_parameters()) {
+  for (auto& named : m.named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* p = named.second;
     INFO(name);
     CHECK(p->requires_grad() == !(contains(name, "blocks.0.") || contains(name, ".w1.")));
   }

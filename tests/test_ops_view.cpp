@@ -25,7 +25,9 @@ Tensor ref_same_values(const Tensor& x, const Shape& shape) { return ref_tensor(
 TEST_CASE("reshape and view") {
   std::vector<std::pair<Shape, Shape>> cases = {
       {{2, 3, 4}, {6, 4}}, {{2, 3, 4}, {4, -1}}, {{7}, {7, 1}}, {{1, 5}, {5}}, {{3, 5}, {15}}, {{}, {1, 1}}};
-  for (auto [in, out] : cases) {
+  for (const auto& reshape_case : cases) {
+    const Shape& in = reshape_case.first;
+    const Shape& out = reshape_case.second;
     Shape resolved = out;
     int64_t known = 1;
     for (int64_t s : out) known *= s == -1 ? 1 : s;

@@ -98,7 +98,9 @@ void check_same_state(const TrainingState& a, const TrainingState& b) {
   CHECK(a.run_config == b.run_config);
   CHECK(a.progress == b.progress);
   REQUIRE(a.optimizer_tensors.size() == b.optimizer_tensors.size());
-  for (const auto& [name, t] : a.optimizer_tensors) {
+  for (const auto& entry : a.optimizer_tensors) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO(name);
     REQUIRE(b.optimizer_tensors.count(name));
     const Tensor& u = b.optimizer_tensors.at(name);
@@ -111,7 +113,9 @@ void check_same_state(const TrainingState& a, const TrainingState& b) {
 void check_same_weights(const HydraTransformer& a, const HydraTransformer& b) {
   const auto sa = a.state_dict(), sb = b.state_dict();
   REQUIRE(sa.size() == sb.size());
-  for (const auto& [name, t] : sa) {
+  for (const auto& entry : sa) {
+    const std::string& name = entry.first;
+    const Tensor& t = entry.second;
     INFO(name);
     CHECK(sb.at(name).to_vector<float>() == t.to_vector<float>());
   }
@@ -247,7 +251,9 @@ TEST_CASE("a kill at any step of the commit leaves a loadable checkpoint, and th
 
   const std::map<std::string, int64_t> expected_step = {
       {"temp synced", 100}, {"old moved aside", 100}, {"new renamed in", 200}, {"old removed", 200}};
-  for (const auto& [step, copy] : snapshots) {
+  for (const auto& snapshot : snapshots) {
+    const std::string& step = snapshot.first;
+    const fs::path& copy = snapshot.second;
     INFO("killed after '", step, "'");
     const std::string killed = (copy / "ckpt").string();
     const Checkpoint c = load_checkpoint(killed);

@@ -199,7 +199,9 @@ TEST_CASE("resume: LoRA adapters with dropout (the dropout stream survives the c
   auto end = load_model_dir(w.dir.file("lora-straight"));
   auto base = start->state_dict();
   int64_t adapters = 0;
-  for (auto& [name, p] : end->named_parameters()) {
+  for (auto& named : end->named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* p = named.second;
     if (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight")) {
       ++adapters;
       continue;
@@ -299,7 +301,9 @@ TEST_CASE("a frozen trunk stays bit-identical, runs once per micro-batch and get
   t.step();
   CHECK(t.model().trunk_calls() - calls == 4);  // 2 steps x 2 micro-batches, all heads sharing the data
   auto state = before->state_dict();
-  for (auto& [name, p] : t.model().named_parameters()) {
+  for (auto& named : t.model().named_parameters()) {
+    const std::string& name = named.first;
+    Tensor* p = named.second;
     if (!name.starts_with("trunk.")) continue;
     INFO(name);
     CHECK_FALSE(p->grad().defined());

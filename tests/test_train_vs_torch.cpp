@@ -162,7 +162,9 @@ void check_run(const std::string& name, double loss_tol, double weight_tol) {
   // Final weights: every trainable parameter; frozen ones exactly as they started.
   double worst_weight = 0;
   int64_t checked = 0;
-  for (auto& [pname, p] : trainer.model().named_parameters()) {
+  for (auto& named : trainer.model().named_parameters()) {
+    const std::string& pname = named.first;
+    Tensor* p = named.second;
     const Tensor got = *p;
     auto final_it = run.tensors.find("final." + pname);
     if (final_it != run.tensors.end()) {
