@@ -63,8 +63,8 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool a
   }
 }
 
-// Split behaviour "Isolated": every match is a piece and so is every stretch between matches. An
-// empty match only marks a cut (the search then resumes one character later).
+// Each regex stage splits its stretch (io/regex.h: split_isolated); the last stage's pieces are
+// BPE-encoded.
 void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers,
                                std::vector<uint32_t>& out) const {
   if (text.empty()) return;
@@ -72,20 +72,8 @@ void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& ma
     encode_piece(text, out);
     return;
   }
-  Regex::Matcher& matcher = *matchers[stage];
-  size_t gap = 0, from = 0, begin = 0, end = 0;
-  while (from < text.size() && matcher.find(text, from, begin, end)) {
-    if (begin > gap) encode_stretch(text.substr(gap, begin - gap), stage + 1, matchers, out);
-    if (end == begin) {
-      gap = begin;
-      if (begin >= text.size()) break;
-      from = begin + utf8_sequence_length(static_cast<unsigned char>(text[begin]));
-      continue;
-    }
-    encode_stretch(text.substr(begin, end - begin), stage + 1, matchers, out);
-    gap = from = end;
-  }
-  if (gap < text.size()) encode_stretch(text.substr(gap), stage + 1, matchers, out);
+  split_isolated(*matchers[stage], text,
+                 [&](std::string_view piece) { encode_stretch(piece, stage + 1, matchers, out); });
 }
 
 void Tokenizer::encode_piece(std::string_view piece, std::vector<uint32_t>& out) const {
