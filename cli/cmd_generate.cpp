@@ -81,7 +81,7 @@ class TextStream {
 
 double per_second(int64_t count, double seconds) { return seconds > 0 ? static_cast<double>(count) / seconds : 0; }
 
-std::string dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+std::string dump(const nlohmann::ordered_json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 }  // namespace
 
@@ -190,7 +190,7 @@ Command add_generate_command(CLI::App& hydra) {
               const bool is_eos = g.stop_id && t.id == *g.stop_id;
               if (tokenizer) bytes = tokenizer->decode(std::vector<uint32_t>{static_cast<uint32_t>(t.id)});
               if (opt->json) {
-                nlohmann::json j = {{"type", "token"}, {"index", index},       {"id", t.id},
+                nlohmann::ordered_json j = {{"type", "token"}, {"index", index},       {"id", t.id},
                                     {"prob", t.prob},  {"entropy", t.entropy}, {"top_margin", t.top_margin},
                                     {"head_argmax", t.head_argmax}, {"vote_margin", t.vote_margin}};
                 if (tokenizer) j["text"] = bytes;
@@ -214,7 +214,7 @@ Command add_generate_command(CLI::App& hydra) {
             const int64_t generated = static_cast<int64_t>(r.ids.size());
             const bool speculative = g.mode == GenerateMode::Speculative;
             if (opt->json) {
-              nlohmann::json s = {{"type", "summary"},
+              nlohmann::ordered_json s = {{"type", "summary"},
                                   {"ids", r.ids},
                                   {"stop_reason", reason},
                                   {"combine", generate_mode_name(g.mode, g.head)},
