@@ -5,6 +5,8 @@
 //   hydra train models/tiny --data train.bin --shard-by-head --freeze 'trunk.*' --out runs/shards --steps 200
 //   hydra train models/tiny --sft qa.jsonl --tokenizer tokenizer.json --out runs/sft --epochs 3
 //   hydra train models/tiny --data train.bin --train-heads 1 --lora-rank 8 --out runs/lora --steps 300
+//   hydra train runs/sft --objective uncertainty --sft qa.jsonl --tokenizer tokenizer.json --judge-head 3
+//       --answer-head 0 --out runs/judge --epochs 5
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --tokenizer t.json --sample-every 100
 //
@@ -183,6 +185,12 @@ class Progress : public train::TrainObserver {
     if (e.has_exact_match) os << " | exact match ensemble " << fixed(e.ensemble_exact_match);
     say(os.str());
   }
+  void on_judge_eval(int64_t step, const train::JudgeEval& e) override {
+    std::ostringstream os;
+    os << "eval @ step " << step << ": judge Brier " << fixed(e.brier) << " | answer head right on "
+       << fixed(e.accuracy) << " | AUROC " << fixed(e.auroc) << " | ECE " << fixed(e.ece);
+    say(os.str());
+  }
   void on_checkpoint(int64_t step, const std::string& path) override {
     say("checkpoint @ step " + std::to_string(step) + ": " + path);
   }
@@ -221,6 +229,9 @@ Command add_train_command(CLI::App& hydra) {
     std::string train_heads, truncate = "error";
     std::optional<double> weight_decay;
     int64_t log_every = 10;
+    std::string objective;
+    std::string judge_tokens = "A,B";
+    train::JudgeOptions judge;
     int64_t lora_rank = 0;
     double lora_alpha = 0, lora_dropout = 0;
     int64_t sample_every = 0, sample_tokens = 32;
@@ -244,6 +255,16 @@ Command add_train_command(CLI::App& hydra) {
   app->add_option("--sft", t.sft, "Supervised fine-tuning on a JSON Lines file of {\"prompt\", \"answer\"} (instead of --data)");
   app->add_option("--tokenizer", t.tokenizer, "tokenizer.json for --sft and --sample-every");
   app->add_flag("--sft-eos", t.sft_eos, "Append the end-of-text token to each answer (counted in the loss)");
+  app->add_option("--objective", opt->objective,
+                  "next-token (with --data), sft (with --sft) or uncertainty (a judge head on --sft rows)");
+  app->add_option("--judge-head", opt->judge.judge_head, "uncertainty: the head that learns to judge (it alone trains)");
+  app->add_option("--answer-head", opt->judge.answer_head, "uncertainty: the head whose answers are judged");
+  app->add_option("--max-answer-tokens", opt->judge.max_answer_tokens, "uncertainty: greedy answer length (default 1)")
+      ->check(integer_in_range(1, 4096));
+  app->add_option("--judge-tokens", opt->judge_tokens, "uncertainty: the 'right' and 'wrong' tokens (default A,B)");
+  app->add_option("--judge-template", opt->judge.judge_template,
+                  "uncertainty: the judge's text, with {prompt} and {answer} (default \"{prompt} Answer: {answer}\\n"
+                  "Task: Reply A (correct) or B (wrong): \")");
   app->add_option("--truncate", opt->truncate, "A row longer than --seq: error (default) or left (drop prompt tokens)");
   // Shape of a step.
   app->add_option("--steps", t.steps, "Optimizer steps")->check(integer_in_range(1, int64_t{1} << 40));
@@ -333,6 +354,26 @@ Command add_train_command(CLI::App& hydra) {
             } else {
               HYDRA_CHECK(opt->lora_alpha == 0 && opt->lora_dropout == 0 && opt->lora_targets == "w1,w2,w3",
                           "--lora-alpha, --lora-dropout and --lora-targets need --lora-rank");
+            }
+            const std::string objective =
+                !opt->objective.empty() ? opt->objective : (t.sft.empty() ? "next-token" : "sft");
+            HYDRA_CHECK(objective == "next-token" || objective == "sft" || objective == "uncertainty",
+                        "--objective: expected next-token, sft or uncertainty, got '", objective, "'");
+            HYDRA_CHECK(objective != "next-token" || t.sft.empty(), "--objective next-token reads --data, not --sft");
+            HYDRA_CHECK(objective == "next-token" || !t.sft.empty(), "--objective ", objective,
+                        " reads prompt/answer rows: give --sft FILE.jsonl");
+            if (objective == "uncertainty") {
+              HYDRA_CHECK(opt->judge.judge_head >= 0 && opt->judge.answer_head >= 0,
+                          "--objective uncertainty needs --judge-head U and --answer-head A");
+              const size_t comma = opt->judge_tokens.find(',');
+              HYDRA_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < opt->judge_tokens.size(),
+                          "--judge-tokens: expected RIGHT,WRONG (e.g. A,B), got '", opt->judge_tokens, "'");
+              opt->judge.token_a = opt->judge_tokens.substr(0, comma);
+              opt->judge.token_b = opt->judge_tokens.substr(comma + 1);
+              t.judge = opt->judge;
+            } else {
+              HYDRA_CHECK(opt->judge.judge_head < 0 && opt->judge.answer_head < 0,
+                          "--judge-head and --answer-head belong to --objective uncertainty");
             }
             t.created_by = std::string("hydra ") + kVersion;
             HYDRA_CHECK(opt->sample_every > 0 || (opt->sample_prompt.empty() && opt->sample_tokens == 32),

@@ -12,6 +12,7 @@
 
 #include "autograd/grad_mode.h"
 #include "hydra/model_dir.h"
+#include "io/tokenizer.h"
 #include "support/temp_dir.h"
 #include "tensor/parallel.h"
 #include "train/trainer.h"
@@ -410,4 +411,68 @@ TEST_CASE("bad runs are refused before any work, naming the reason") {
   bytes[10] ^= 1;
   hydra::test::write_bytes(w.data, bytes);
   CHECK_THROWS_WITH_AS(Trainer{o}, doctest::Contains("differs from the one the run trained on"), Error);
+}
+
+TEST_CASE("uncertainty head: on a task where correctness is learnable, the trained judge beats the constant predictor") {
+  TempDir dir("judge-learn");
+  HydraTransformerConfig config = small_config();
+  config.base_config.vocab_size = 320;  // the tiny tokenizer's letters and the judge tokens A and B
+  const std::string model = dir.file("model");
+  save_model_dir(model, *config.build("cpu", 11));
+  const std::string tokenizer = std::string(kSourceDir()) + "/tests/fixtures/tokenizer/tiny.tokenizer.json";
+  const io::Tokenizer tok = io::Tokenizer::load(tokenizer);
+  JudgeOptions j;
+  j.judge_head = 2;
+  j.answer_head = 0;
+
+  // Head 0's own answers first; each row then gives that answer when the prompt starts with 'x' (head 0
+  // is "right" there) and a wrong one when it starts with 'y': the judge can read correctness off the
+  // prompt, as a real judge reads it off what makes a question hard.
+  auto prompt_of = [](int a) { return std::string(a % 2 ? "x" : "y") + std::to_string(a) + "+" + std::to_string(a % 7) + "="; };
+  auto rows_for = [&](int from, int to, const std::string& name) {
+    std::string probe;
+    for (int a = from; a < to; ++a) probe += nlohmann::json({{"prompt", prompt_of(a)}, {"answer", "?"}}).dump() + "\n";
+    auto loaded = load_model_dir(model);
+    const auto ex = prepare_judge_examples(*loaded, dir.write(name, probe), tok, j, 64);
+    std::string rows;
+    for (int a = from; a < to; ++a) {
+      const std::string answer = a % 2 ? ex[a - from].answer : ex[a - from].answer + "0";
+      rows += nlohmann::json({{"prompt", prompt_of(a)}, {"answer", answer}}).dump() + "\n";
+    }
+    return dir.write(name, rows);
+  };
+  TrainOptions o;
+  o.model_dir = model;
+  o.out_dir = dir.file("run");
+  o.sft = rows_for(0, 140, "train.jsonl");
+  o.val = {rows_for(140, 200, "val.jsonl")};
+  o.tokenizer = tokenizer;
+  o.judge = j;
+  o.batch = 8;
+  o.seq = 64;
+  o.steps = 150;
+  o.lr = 3e-3;
+  o.warmup = 10;
+  Trainer t(o);
+  const JudgeEval before = t.evaluate_judge();
+  for (int s = 0; s < o.steps; ++s) t.step();
+  const JudgeEval after = t.evaluate_judge();
+  const double constant = after.accuracy * (1 - after.accuracy);  // the best constant guess: the base rate
+  MESSAGE("judge: val Brier " << before.brier << " -> " << after.brier << " (constant predictor " << constant
+                              << "), AUROC " << after.auroc << ", ECE " << after.ece << ", answer head right on "
+                              << after.accuracy);
+  CHECK(after.accuracy > 0.3);
+  CHECK(after.accuracy < 0.7);
+  CHECK(after.brier < 0.8 * constant);
+  CHECK(after.auroc > 0.8);
+  // Only the judge head trained.
+  for (const TrainableParameter& p : t.trainable().list()) CHECK(p.name.starts_with("heads.2."));
+}
+
+TEST_CASE("auroc: ranks with ties, and NaN without both classes") {
+  CHECK(auroc({0.9, 0.8, 0.3, 0.1}, {1, 1, 0, 0}) == 1.0);
+  CHECK(auroc({0.1, 0.3, 0.8, 0.9}, {1, 1, 0, 0}) == 0.0);
+  CHECK(auroc({0.5, 0.5, 0.5, 0.5}, {1, 0, 1, 0}) == 0.5);
+  CHECK(auroc({0.9, 0.4, 0.6, 0.2}, {1, 1, 0, 0}) == 0.75);
+  CHECK(std::isnan(auroc({0.2, 0.3}, {1, 1})));
 }

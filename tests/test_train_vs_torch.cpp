@@ -21,6 +21,7 @@
 #include "hydra/model_dir.h"
 #include "io/safetensors.h"
 #include "support/temp_dir.h"
+#include "io/tokenizer.h"
 #include "train/trainer.h"
 
 using namespace hydra;
@@ -201,3 +202,66 @@ TEST_CASE("SFT: answer-only loss, padded rows, token-weighted grad-accum (vs PyT
 }
 
 TEST_CASE("SGD with momentum and weight decay, no clipping (vs PyTorch)") { check_run("train_sgd", 1e-5, 1e-4); }
+
+TEST_CASE("uncertainty head: one Brier step matches PyTorch's loss and the judge head's gradients") {
+  const Loaded base = load("train_base.safetensors");
+  const Loaded fix = load("train_judge.safetensors");
+  const json o = json::parse(fix.meta.at("options"));
+  TempDir dir("judge-vs-torch");
+  const Inputs in = write_inputs(base, dir);
+  std::string jsonl;
+  for (const auto& row : json::parse(fix.meta.at("rows"))) jsonl += json({{"prompt", row[0]}, {"answer", row[1]}}).dump() + "\n";
+  const std::string rows = dir.write("judge.jsonl", jsonl);
+
+  train::TrainOptions t;
+  t.model_dir = in.model_dir;
+  t.out_dir = dir.file("run");
+  t.sft = rows;
+  t.tokenizer = fixture_path("tokenizer/tiny.tokenizer.json");
+  train::JudgeOptions j;
+  j.judge_head = o.at("judge_head");
+  j.answer_head = o.at("answer_head");
+  j.judge_template = o.at("template");
+  j.token_a = o.at("token_a");
+  j.token_b = o.at("token_b");
+  t.judge = j;
+  t.data_order = train::DataOrder::Sequential;
+  t.batch = 9;
+  t.seq = 16;
+  t.steps = 1;
+  t.clip = 0;
+  t.optimizer.kind = train::OptimizerKind::SGD;
+  train::Trainer trainer(t);
+
+  // Pass 1: the answer head's greedy answers and whether they are right.
+  const io::Tokenizer tok = io::Tokenizer::load(t.tokenizer);
+  const std::vector<train::JudgeExample> ex = train::prepare_judge_examples(trainer.model(), rows, tok, j, 16);
+  const std::vector<int64_t> answers = fix.tensors.at("answer_ids").to_vector<int64_t>();
+  const std::vector<double> labels = fix.tensors.at("label").to_vector<double>();
+  REQUIRE(ex.size() == answers.size());
+  for (size_t i = 0; i < ex.size(); ++i) {
+    INFO("row " << i);
+    CHECK(ex[i].answer == std::string(1, static_cast<char>(answers[i])));
+    CHECK(ex[i].correct == labels[i]);
+  }
+
+  const train::StepMetrics m = trainer.step();
+  const double want = fix.tensors.at("loss").item<double>();
+  MESSAGE("judge: Brier loss " << m.loss << " vs PyTorch " << want);
+  CHECK(std::abs(m.loss - want) < 1e-5 * std::max(1.0, std::abs(want)));
+  int64_t checked = 0;
+  double worst = 0;
+  for (const train::TrainableParameter& p : trainer.trainable().list()) {
+    INFO(p.name);
+    auto it = fix.tensors.find("grad." + p.name);
+    REQUIRE(it != fix.tensors.end());
+    const std::vector<float> got = p.grad.to_vector<float>(), ref = it->second.to_vector<float>();
+    float scale = 1;
+    for (float v : ref) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(got[i] - ref[i]) / scale));
+    ++checked;
+  }
+  MESSAGE("judge: " << checked << " gradients of the judge head, worst difference " << worst << " (relative to max |g|)");
+  CHECK(checked == 11);  // one block: 4 attention matrices, 2 QK norms, 2 block norms, 3 feed-forward matrices
+  CHECK(worst < 1e-5);
+}

@@ -50,7 +50,10 @@ Batch TokenWindows::make_batch(const std::vector<int64_t>& items) const {
     std::copy(window.begin(), window.begin() + T, inputs.data<int64_t>() + b * T);          // ids [0, T)
     std::copy(window.begin() + 1, window.end(), targets.data<int64_t>() + b * T);           // ids [1, T]
   }
-  return {inputs, targets};
+  Batch batch;
+  batch.inputs = inputs;
+  batch.targets = targets;
+  return batch;
 }
 
 // ---- order and shards ----
