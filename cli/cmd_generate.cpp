@@ -8,7 +8,8 @@
 // and the summary (prefill and decode tokens/s, the acceptance rate of speculative decoding) goes to
 // stderr. With --json stdout gets one JSON object per generated token, then one summary object:
 //   {"type": "token", "index", "id", "text", "prob", "entropy", "top_margin", "head_argmax": [...],
-//    "vote_margin"[, "drafted", "rejected_draft"]}
+//    "vote_margin"[, speculative: "drafted", "accepted" (both true for an accepted proposal of the draft,
+//    both false for the token drawn after a rejection), "rejected_draft" (then: the proposal it replaced)]}
 //   {"type": "summary", "text", "ids", "stop_reason", "prompt_tokens", "generated_tokens", "heads",
 //    "prefill_tokens", "prefill_seconds", "prefill_tokens_per_s", "decode_seconds", "decode_tokens_per_s",
 //    speculative: "draft_head", "verifier_heads", "gamma", "drafted", "accepted", "acceptance_rate"}
@@ -195,7 +196,10 @@ Command add_generate_command(CLI::App& hydra) {
                                     {"head_argmax", t.head_argmax}, {"vote_margin", t.vote_margin}};
                 if (tokenizer) j["text"] = bytes;
                 if (g.mode == GenerateMode::Speculative) {
+                  // Every emitted token is an accepted proposal of the draft, or the replacement of a
+                  // rejected one.
                   j["drafted"] = t.drafted;
+                  j["accepted"] = t.drafted;
                   if (t.rejected_draft) j["rejected_draft"] = *t.rejected_draft;
                 }
                 std::printf("%s\n", dump(j).c_str());

@@ -2,7 +2,6 @@
 #include "io/bpe_train.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <queue>
 #include <set>
 
@@ -157,13 +156,7 @@ BpeTrainer::BpeTrainer(BpeTrainOptions options) : options_(std::move(options)) {
 }
 
 void BpeTrainer::add_text(std::string_view text, const std::string& source) {
-  const size_t bad = utf8_invalid_offset(text);
-  if (bad != std::string_view::npos) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[bad]));
-    HYDRA_CHECK(false, "invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex,
-                "); tokenizer training needs UTF-8 text");
-  }
+  require_utf8(text, source, "tokenizer training");
   static const Regex pattern(kGpt2PreTokenizerPattern, false);
   Regex::Matcher matcher(pattern);
   auto count_stretch = [&](std::string_view stretch) {

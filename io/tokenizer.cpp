@@ -2,8 +2,6 @@
 // tokenizer.h).
 #include "io/tokenizer.h"
 
-#include <cstdio>
-
 #include "io/utf8.h"
 #include "tensor/error.h"
 
@@ -20,13 +18,7 @@ constexpr size_t kCacheEntries = 1 << 20;
 
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool allow_special,
                        const std::string& source) const {
-  const size_t bad = utf8_invalid_offset(text);
-  if (bad != std::string_view::npos) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[bad]));
-    HYDRA_CHECK(false, "invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex,
-                "); the tokenizer needs UTF-8 text");
-  }
+  require_utf8(text, source, "the tokenizer");
   Matchers& matchers = matcher_slot_.matchers;
   if (matchers.size() != stages_.size()) {
     matchers.clear();

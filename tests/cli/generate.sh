@@ -84,7 +84,7 @@ model="$dir/plain"
 check "--json: 8 token lines" test "$(grep -c '^{"type":"token"' "$dir/j.out")" -eq 8
 check "--json: then one summary line" test "$(tail -1 "$dir/j.out" | grep -c '"type":"summary"')" -eq 1
 check "--json: nothing on stderr" test ! -s "$dir/j.err"
-for field in '"head_argmax":\[[0-9]*,[0-9]*,[0-9]*\]' '"vote_margin":' '"prob":' '"entropy":' '"top_margin":' '"drafted":' '"text":'; do
+for field in '"head_argmax":\[[0-9]*,[0-9]*,[0-9]*\]' '"vote_margin":' '"prob":' '"entropy":' '"top_margin":' '"drafted":' '"accepted":' '"text":'; do
   check "--json token lines have $field" test "$(grep -c "$field" "$dir/j.out")" -ge 8
 done
 for field in '"acceptance_rate":' '"decode_tokens_per_s":' '"prefill_tokens_per_s":' '"draft_head":' '"stop_reason":"length"'; do
