@@ -8,6 +8,7 @@
 //   hydra train runs/sft --objective uncertainty --sft qa.jsonl --tokenizer tokenizer.json --judge-head 3
 //       --answer-head 0 --out runs/judge --epochs 5
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
+//   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --tokenizer t.json --sample-every 100
 //
 // On a terminal one progress line is redrawn in place; otherwise one plain line every --log-every steps.
 // A banner first says what will train on what. Exit codes: 0 done; 1 the run diverged (a non-finite loss
@@ -28,7 +29,10 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "hydra/generate.h"
+#include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
+#include "io/tokenizer.h"
 #include "tensor/parallel.h"
 #include "train/trainer.h"
 
@@ -86,11 +90,70 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+// --sample-every: a short greedy sample from each trained head every `every` steps, printed and
+// appended to OUT_DIR/samples.txt (as nanoGPT and llm.c do). Greedy decoding draws from no random
+// stream, and generate() runs under NoGradGuard and frees its KV caches: the run is bit-identical with
+// and without samples.
+class Sampler {
+ public:
+  Sampler(const std::string& tokenizer_path, const std::string& prompt, int64_t tokens, int64_t every,
+          const HydraTransformerConfig& config, std::string out_dir)
+      : tokenizer_(io::Tokenizer::load(tokenizer_path)), every_(every), path_(std::move(out_dir) + "/samples.txt") {
+    const int64_t V = config.base_config.vocab_size;
+    HYDRA_CHECK(static_cast<int64_t>(tokenizer_.vocab_size()) <= V, "--sample-every: the tokenizer ", tokenizer_path,
+                " has ", tokenizer_.vocab_size(), " ids, more than the model's vocabulary of ", V);
+    // The default prompt is the end-of-text token alone, as llm.c samples from.
+    const std::string text = prompt.empty() ? "<|endoftext|>" : prompt;
+    for (uint32_t id : tokenizer_.encode(text, /*allow_special=*/true)) prompt_.push_back(id);
+    HYDRA_CHECK(!prompt_.empty(), "--sample-prompt: the prompt is empty");
+    HYDRA_CHECK(!prompt.empty() || tokenizer_.token_id(text), "--sample-every: the tokenizer ", tokenizer_path,
+                " has no <|endoftext|> token to start samples from; give --sample-prompt TEXT");
+    options_.temperature = 0;
+    options_.max_new_tokens = tokens;
+    options_.mode = GenerateMode::Head;
+    options_.vocab_limit = static_cast<int64_t>(tokenizer_.vocab_size());
+    check_generate_options(options_, config, static_cast<int64_t>(prompt_.size()));
+  }
+
+  bool due(int64_t step) const { return step % every_ == 0; }
+
+  // One text block per trained head; also appended to samples.txt.
+  std::vector<std::string> sample(train::Trainer& trainer, int64_t step) {
+    std::vector<std::string> blocks;
+    std::string file_text;
+    for (int64_t head : trainer.trained_heads()) {
+      options_.head = head;
+      const GenerateResult r = generate(trainer.model(), prompt_, options_);
+      std::vector<uint32_t> ids(prompt_.begin(), prompt_.end());
+      ids.insert(ids.end(), r.ids.begin(), r.ids.end());
+      blocks.push_back("sample @ step " + std::to_string(step) + ", head " + std::to_string(head) + ":\n" +
+                       tokenizer_.decode(ids));
+      file_text += blocks.back() + "\n\n";
+    }
+    std::FILE* f = std::fopen(path_.c_str(), "ab");
+    HYDRA_CHECK(f != nullptr, "cannot append to ", path_);
+    const bool ok = std::fwrite(file_text.data(), 1, file_text.size(), f) == file_text.size();
+    HYDRA_CHECK(std::fclose(f) == 0 && ok, "cannot write ", path_);
+    return blocks;
+  }
+
+ private:
+  io::Tokenizer tokenizer_;
+  std::vector<int64_t> prompt_;
+  GenerateOptions options_;
+  int64_t every_;
+  std::string path_;
+};
+
 // Progress on stdout: a line redrawn in place on a terminal, plain lines every log_every steps otherwise.
 class Progress : public train::TrainObserver {
  public:
   Progress(int64_t total_steps, int64_t log_every, std::string kill_at)
       : total_(total_steps), log_every_(log_every), tty_(::isatty(1)), kill_at_(std::move(kill_at)) {}
+  void sample_with(Sampler* sampler, train::Trainer* trainer) {
+    sampler_ = sampler;
+    trainer_ = trainer;
+  }
 
   void on_micro_batch(int64_t step, int64_t micro) override {
     if (kill_at_ == "micro:" + std::to_string(step) + ":" + std::to_string(micro)) ::raise(SIGKILL);
@@ -110,6 +173,8 @@ class Progress : public train::TrainObserver {
       std::printf("%s\n", line);
       std::fflush(stdout);
     }
+    if (sampler_ && sampler_->due(m.step))
+      for (const std::string& block : sampler_->sample(*trainer_, m.step)) say(block);
   }
   void on_eval(int64_t step, const train::EvalResult& e) override {
     std::ostringstream os;
@@ -150,6 +215,8 @@ class Progress : public train::TrainObserver {
   int64_t total_, log_every_, first_step_ = 0;
   bool tty_, dirty_ = false;
   std::string kill_at_;
+  Sampler* sampler_ = nullptr;
+  train::Trainer* trainer_ = nullptr;
 };
 
 }  // namespace
@@ -167,6 +234,8 @@ Command add_train_command(CLI::App& hydra) {
     train::JudgeOptions judge;
     int64_t lora_rank = 0;
     double lora_alpha = 0, lora_dropout = 0;
+    int64_t sample_every = 0, sample_tokens = 32;
+    std::string sample_prompt;
     std::string lora_targets = "w1,w2,w3";
   };
   auto opt = std::make_shared<Options>();
@@ -184,7 +253,7 @@ Command add_train_command(CLI::App& hydra) {
   app->add_option("--head-data", opt->head_data, "K=PATH: head K trains on its own data; repeatable");
   app->add_flag("--shard-by-head", t.shard_by_head, "Split the data into N contiguous shards; head k reads shard k");
   app->add_option("--sft", t.sft, "Supervised fine-tuning on a JSON Lines file of {\"prompt\", \"answer\"} (instead of --data)");
-  app->add_option("--tokenizer", t.tokenizer, "tokenizer.json for --sft");
+  app->add_option("--tokenizer", t.tokenizer, "tokenizer.json for --sft and --sample-every");
   app->add_flag("--sft-eos", t.sft_eos, "Append the end-of-text token to each answer (counted in the loss)");
   app->add_option("--objective", opt->objective,
                   "next-token (with --data), sft (with --sft) or uncertainty (a judge head on --sft rows)");
@@ -240,6 +309,12 @@ Command add_train_command(CLI::App& hydra) {
   app->add_option("--early-stop-patience", t.early_stop_patience, "Stop after P evaluations without a better val loss")
       ->check(integer_in_range(0, 1 << 20));
   app->add_flag("--resume", t.resume, "Continue the run in --out from its latest checkpoint");
+  app->add_option("--sample-every", opt->sample_every,
+                  "Print a greedy sample from each trained head every K steps (needs --tokenizer; also OUT/samples.txt)")
+      ->check(integer_in_range(1, int64_t{1} << 40));
+  app->add_option("--sample-prompt", opt->sample_prompt, "Text the samples continue (default: <|endoftext|>)");
+  app->add_option("--sample-tokens", opt->sample_tokens, "Tokens per sample (default 32)")
+      ->check(integer_in_range(1, 1 << 20));
   app->add_option("--log-every", opt->log_every, "Plain progress line every K steps when not on a terminal (default 10)")
       ->check(integer_in_range(1, int64_t{1} << 40));
 
@@ -301,11 +376,20 @@ Command add_train_command(CLI::App& hydra) {
                           "--judge-head and --answer-head belong to --objective uncertainty");
             }
             t.created_by = std::string("hydra ") + kVersion;
+            HYDRA_CHECK(opt->sample_every > 0 || (opt->sample_prompt.empty() && opt->sample_tokens == 32),
+                        "--sample-prompt and --sample-tokens need --sample-every");
+            HYDRA_CHECK(opt->sample_every == 0 || !t.tokenizer.empty(),
+                        "--sample-every needs --tokenizer (to encode the prompt and decode the samples)");
+            std::unique_ptr<Sampler> sampler;
+            if (opt->sample_every > 0)
+              sampler = std::make_unique<Sampler>(t.tokenizer, opt->sample_prompt, opt->sample_tokens, opt->sample_every,
+                                                  load_model_config(t.model_dir), t.out_dir);
 
             train::Trainer trainer(t);  // every check happens here, before any work or write
             const char* kill = std::getenv("HYDRA_TEST_KILL_AT");
             const std::string kill_at = kill ? kill : "";
             Progress progress(trainer.total_steps(), opt->log_every, kill_at);
+            progress.sample_with(sampler.get(), &trainer);
             if (kill_at.starts_with("save:")) {
               // "save:S:<step name>": the commit of checkpoint step_S at that step.
               const size_t colon = kill_at.find(':', 5);

@@ -15,11 +15,15 @@
 // "hydra: error: <message>"); `run` returns 0 on success, 1 when the command ran but its check failed.
 #pragma once
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "tensor/error.h"
 
 namespace hydra::cli {
 
@@ -51,6 +55,28 @@ inline CLI::Validator integer_in_range(long long lo, long long hi) {
       "");  // the option's help text states the range
 }
 
+// "1,2,3" -> {1, 2, 3}, or a hydra::Error naming `flag` and the part that is not a whole number
+// ("--heads: 'x' is not a whole number (expected e.g. 0,2)").
+inline std::vector<int64_t> parse_int_list(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> out;
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = text.find(',', begin);
+    const std::string part = text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    HYDRA_CHECK(used > 0 && used == part.size(), flag, ": '", part, "' is not a whole number (expected e.g. 0,2)");
+    out.push_back(v);
+    if (comma == std::string::npos) return out;
+    begin = comma + 1;
+  }
+}
+
 Command add_init_command(CLI::App& hydra);
 Command add_info_command(CLI::App& hydra);
 Command add_forward_command(CLI::App& hydra);
@@ -60,6 +86,8 @@ Command add_export_command(CLI::App& hydra);
 Command add_merge_lora_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_tokenize_command(CLI::App& hydra);
+Command add_tokenizer_train_command(CLI::App& hydra);
+Command add_generate_command(CLI::App& hydra);
 Command add_train_command(CLI::App& hydra);
 Command add_eval_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);

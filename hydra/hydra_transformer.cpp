@@ -187,6 +187,10 @@ void HydraTransformer::sync_kv_cache(int64_t target_length, bool omit_last) {
     if (a->has_kv_cache()) a->sync_kv_cache(target_length);
 }
 
+void HydraTransformer::free_kv_cache() {
+  for (nn::Attention* a : cached_attentions(false)) a->free_kv_cache();
+}
+
 // ---- loading OLMo-core weights ----
 
 void HydraTransformer::load_olmo_state(HydraTransformer& model, const nn::StateDict& olmo_state, int64_t trunk_layers,

@@ -79,6 +79,8 @@ class HydraTransformer : public nn::Module {
   void reset_kv_cache(bool omit_last = false);
   void rollback_kv_cache(int64_t n, bool omit_last = false);
   void sync_kv_cache(int64_t target_length, bool omit_last = false);
+  // Drops every cache (trunk and heads): forwards attend over their input alone again, and can train.
+  void free_kv_cache();
 
   // Loads a flat OLMo-core-named state (converted HF OLMo-2): blocks.{i} with i < trunk_layers go to
   // the trunk, the others to every head (each its own copy); embeddings.weight and lm_head.w_out.weight

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "io/utf8.h"
+
 struct pcre2_real_code_8;
 struct pcre2_real_match_data_8;
 struct pcre2_real_match_context_8;
@@ -47,5 +49,25 @@ class Regex {
   pcre2_real_code_8* code_ = nullptr;
   bool jit_ = false;
 };
+
+// Splits `text` as a HuggingFace Split pre-tokenizer with behavior "Isolated" does: every match is a
+// piece and so is every stretch between matches; an empty match only marks a cut (the search then
+// resumes one character later). Calls on_piece(std::string_view) for each non-empty piece, in order.
+template <class OnPiece>
+void split_isolated(Regex::Matcher& matcher, std::string_view text, OnPiece&& on_piece) {
+  size_t gap = 0, from = 0, begin = 0, end = 0;
+  while (from < text.size() && matcher.find(text, from, begin, end)) {
+    if (begin > gap) on_piece(text.substr(gap, begin - gap));
+    if (end == begin) {
+      gap = begin;
+      if (begin >= text.size()) break;
+      from = begin + utf8_sequence_length(static_cast<unsigned char>(text[begin]));
+      continue;
+    }
+    on_piece(text.substr(begin, end - begin));
+    gap = from = end;
+  }
+  if (gap < text.size()) on_piece(text.substr(gap));
+}
 
 }  // namespace hydra::io

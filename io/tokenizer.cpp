@@ -2,8 +2,6 @@
 // tokenizer.h).
 #include "io/tokenizer.h"
 
-#include <cstdio>
-
 #include "io/utf8.h"
 #include "tensor/error.h"
 
@@ -20,13 +18,7 @@ constexpr size_t kCacheEntries = 1 << 20;
 
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool allow_special,
                        const std::string& source) const {
-  const size_t bad = utf8_invalid_offset(text);
-  if (bad != std::string_view::npos) {
-    char hex[8];
-    std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[bad]));
-    HYDRA_CHECK(false, "invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex,
-                "); the tokenizer needs UTF-8 text");
-  }
+  require_utf8(text, source, "the tokenizer");
   Matchers& matchers = matcher_slot_.matchers;
   if (matchers.size() != stages_.size()) {
     matchers.clear();
@@ -63,8 +55,8 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool a
   }
 }
 
-// Split behaviour "Isolated": every match is a piece and so is every stretch between matches. An
-// empty match only marks a cut (the search then resumes one character later).
+// Each regex stage splits its stretch (io/regex.h: split_isolated); the last stage's pieces are
+// BPE-encoded.
 void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers,
                                std::vector<uint32_t>& out) const {
   if (text.empty()) return;
@@ -72,20 +64,8 @@ void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& ma
     encode_piece(text, out);
     return;
   }
-  Regex::Matcher& matcher = *matchers[stage];
-  size_t gap = 0, from = 0, begin = 0, end = 0;
-  while (from < text.size() && matcher.find(text, from, begin, end)) {
-    if (begin > gap) encode_stretch(text.substr(gap, begin - gap), stage + 1, matchers, out);
-    if (end == begin) {
-      gap = begin;
-      if (begin >= text.size()) break;
-      from = begin + utf8_sequence_length(static_cast<unsigned char>(text[begin]));
-      continue;
-    }
-    encode_stretch(text.substr(begin, end - begin), stage + 1, matchers, out);
-    gap = from = end;
-  }
-  if (gap < text.size()) encode_stretch(text.substr(gap), stage + 1, matchers, out);
+  split_isolated(*matchers[stage], text,
+                 [&](std::string_view piece) { encode_stretch(piece, stage + 1, matchers, out); });
 }
 
 void Tokenizer::encode_piece(std::string_view piece, std::vector<uint32_t>& out) const {

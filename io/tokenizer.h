@@ -37,6 +37,12 @@
 
 namespace hydra::io {
 
+// GPT-2's pre-tokenizer regex, which HuggingFace's ByteLevel pre-tokenizer applies when use_regex is
+// true: contractions, letter runs, digit runs and symbol runs (each with one optional leading space),
+// then whitespace that is not followed by a non-space, then any other whitespace.
+inline constexpr std::string_view kGpt2PreTokenizerPattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
 struct AddedToken {
   uint32_t id = 0;
   std::string content;  // plain UTF-8 text (not byte-level spelled)

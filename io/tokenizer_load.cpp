@@ -19,12 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-// GPT-2's pre-tokenizer regex, which HuggingFace's ByteLevel pre-tokenizer applies when use_regex is
-// true: contractions, letter runs, digit runs and symbol runs (each with one optional leading space),
-// then whitespace that is not followed by a non-space, then any other whitespace.
-constexpr std::string_view kGpt2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
 // Deeper nesting than this is not a tokenizer (the real ones nest 4 levels), and bounding it keeps a
 // hostile file from exhausting the stack anywhere downstream.
 constexpr int kMaxDepth = 32;
@@ -294,7 +288,7 @@ struct TokenizerBuilder {
         // HuggingFace's default for add_prefix_space is true, so an absent field means true.
         if (bool_field(step, "add_prefix_space", true, where, file))
           fail(file, where, " sets add_prefix_space (or leaves it at its default, true), which is not supported");
-        if (bool_field(step, "use_regex", true, where, file)) add_stage(kGpt2Pattern, false, where);
+        if (bool_field(step, "use_regex", true, where, file)) add_stage(kGpt2PreTokenizerPattern, false, where);
         byte_level_seen = true;
       } else {
         fail(file, "unsupported pre-tokenizer '", step_type, "' in ", where, "; expected Split or ByteLevel");

@@ -1,6 +1,10 @@
 // UTF-8 validation (the rules are in utf8.h).
 #include "io/utf8.h"
 
+#include <cstdio>
+
+#include "tensor/error.h"
+
 namespace hydra::io {
 
 size_t utf8_invalid_offset(std::string_view text) {
@@ -35,6 +39,15 @@ size_t utf8_invalid_offset(std::string_view text) {
     i += len;
   }
   return std::string_view::npos;
+}
+
+void require_utf8(std::string_view text, const std::string& source, const char* who) {
+  const size_t bad = utf8_invalid_offset(text);
+  if (bad == std::string_view::npos) return;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[bad]));
+  throw Error(detail::concat_message("invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex, "); ", who,
+                                     " needs UTF-8 text"));
 }
 
 std::string utf8_replace_invalid(std::string_view text) {

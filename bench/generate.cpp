@@ -1,0 +1,153 @@
+// Decoding speed: hydra::generate (hydra/generate.h) on presets, batch 1, greedy, a 32-token prompt:
+// prefill and decode tokens/s for one head, the mean of all heads, the product of experts, and
+// speculative decoding (gamma 4) with the preset's unrelated heads and with every head a copy of head 0
+// (every proposal accepted: the best case). Then the few-row GEMM (tensor/gemm_small.h) against one
+// cblas_sgemm call at decoding's shapes (M = 1 and the 4 rows of a verification).
+// Weights are random (the speed does not depend on them); medians of --reps runs.
+//
+// Usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N]
+#include <cblas.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench/timing.h"
+#include "hydra/generate.h"
+#include "tensor/gemm_small.h"
+#include "tensor/parallel.h"
+
+using namespace hydra;
+
+namespace {
+
+struct Rates {
+  double prefill, decode, acceptance;
+};
+
+Rates time_generate(HydraTransformer& model, const GenerateOptions& o, const std::vector<int64_t>& prompt, int reps) {
+  std::vector<double> prefill, decode, acceptance;
+  generate(model, prompt, o);  // warm-up
+  for (int r = 0; r < reps; ++r) {
+    const GenerateResult g = generate(model, prompt, o);
+    prefill.push_back(static_cast<double>(g.prefill_tokens) / g.prefill_seconds);
+    decode.push_back(static_cast<double>(g.ids.size()) / g.decode_seconds);
+    acceptance.push_back(g.acceptance_rate());
+  }
+  return {bench::median(prefill), bench::median(decode), bench::median(acceptance)};
+}
+
+// Every head's weights become head 0's.
+void copy_head_zero(HydraTransformer& model) {
+  auto params = model.named_parameters();
+  for (auto& [name, t] : params) {
+    if (!name.starts_with("heads.") || name.starts_with("heads.0.")) continue;
+    const std::string source = "heads.0" + name.substr(name.find('.', 6));
+    for (auto& [other, s] : params)
+      if (other == source) std::memcpy(t->data<float>(), s->data<float>(), sizeof(float) * static_cast<size_t>(t->numel()));
+  }
+}
+
+void bench_preset(const std::string& preset, int new_tokens, int reps) {
+  auto model = HydraTransformerConfig::preset(preset).build("cpu", 1);
+  const int64_t V = model->config().base_config.vocab_size;
+  std::vector<int64_t> prompt;
+  for (int64_t i = 0; i < 32; ++i) prompt.push_back((i * 7919 + 13) % V);
+  std::printf("\n%s (%lld heads), %d new tokens after a 32-token prompt, greedy:\n", preset.c_str(),
+              static_cast<long long>(model->config().n_heads), new_tokens);
+  std::printf("  %-36s %12s %12s %11s\n", "mode", "prefill t/s", "decode t/s", "acceptance");
+  GenerateOptions o;
+  o.temperature = 0;
+  o.max_new_tokens = new_tokens;
+  auto row = [&](const char* what, GenerateOptions options) {
+    const Rates r = time_generate(*model, options, prompt, reps);
+    std::printf("  %-36s %12.0f %12.1f", what, r.prefill, r.decode);
+    if (options.mode == GenerateMode::Speculative)
+      std::printf(" %11.2f\n", r.acceptance);
+    else
+      std::printf("\n");
+  };
+  o.mode = GenerateMode::Head;
+  row("head:0", o);
+  o.mode = GenerateMode::Mean;
+  row("mean (all heads)", o);
+  o.mode = GenerateMode::ProductOfExperts;
+  row("poe (all heads)", o);
+  o.mode = GenerateMode::Speculative;
+  o.draft_head = 0;
+  o.gamma = 4;
+  row("speculative, gamma 4, unrelated heads", o);
+  o.mode = GenerateMode::ProductOfExperts;
+  o.draft_head.reset();
+  o.heads.clear();
+  for (int64_t k = 1; k < model->config().n_heads; ++k) o.heads.push_back(k);
+  row("poe (heads 1..N-1: the verifiers)", o);
+  copy_head_zero(*model);
+  o.mode = GenerateMode::Speculative;
+  o.heads.clear();
+  o.draft_head = 0;
+  row("speculative, gamma 4, identical heads", o);
+}
+
+void bench_gemm(int reps) {
+  std::printf("\nfew-row GEMM (C = A Bᵀ, one thread) vs one cblas_sgemm call, microseconds:\n");
+  std::printf("  %-28s %4s %10s %10s\n", "shape (N x K)", "M", "OpenBLAS", "Hydra");
+  struct Shape {
+    const char* what;
+    int64_t N, K;
+  };
+  for (const Shape s : {Shape{"tiny w1 (1024 x 256)", 1024, 256}, Shape{"tiny lm_head (4096 x 256)", 4096, 256},
+                        Shape{"small w1 (2048 x 512)", 2048, 512}, Shape{"small w2 (512 x 2048)", 512, 2048},
+                        Shape{"small lm_head (16384 x 512)", 16384, 512}}) {
+    Generator gen(1);
+    const std::vector<float> a = gen.normal({4, s.K}).to_vector<float>(), b = gen.normal({s.N, s.K}).to_vector<float>();
+    std::vector<float> c(static_cast<size_t>(4 * s.N));
+    for (int64_t M : {1, 4}) {
+      std::vector<double> t_blas, t_ours;
+      for (int r = 0; r < reps; ++r) {
+        double t0 = bench::now_seconds();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M), static_cast<blasint>(s.N),
+                    static_cast<blasint>(s.K), 1.0f, a.data(), static_cast<blasint>(s.K), b.data(),
+                    static_cast<blasint>(s.K), 0.0f, c.data(), static_cast<blasint>(s.N));
+        double t1 = bench::now_seconds();
+        kernels::small_gemm<float>(true, M, s.N, s.K, 1.0f, a.data(), s.K, b.data(), s.K, 0.0f, c.data(), s.N);
+        double t2 = bench::now_seconds();
+        t_blas.push_back(t1 - t0);
+        t_ours.push_back(t2 - t1);
+      }
+      std::printf("  %-28s %4lld %10.1f %10.1f\n", s.what, static_cast<long long>(M), 1e6 * bench::median(t_blas),
+                  1e6 * bench::median(t_ours));
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = default_num_threads(), reps = 5, new_tokens = 64;
+  std::string presets = "tiny,small";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--threads") threads = std::stoi(argv[i + 1]);
+    else if (flag == "--reps") reps = std::stoi(argv[i + 1]);
+    else if (flag == "--new-tokens") new_tokens = std::stoi(argv[i + 1]);
+    else if (flag == "--presets") presets = argv[i + 1];
+    else {
+      std::fprintf(stderr, "usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N]\n");
+      return 2;
+    }
+  }
+  set_num_threads(threads);
+  openblas_set_num_threads(1);
+  std::printf("bench_generate: %d thread(s), medians of %d runs\n", threads, reps);
+  size_t begin = 0;
+  while (begin <= presets.size()) {
+    const size_t comma = presets.find(',', begin);
+    bench_preset(presets.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin), new_tokens, reps);
+    if (comma == std::string::npos) break;
+    begin = comma + 1;
+  }
+  bench_gemm(reps * 10);
+  return 0;
+}
