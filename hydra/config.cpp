@@ -1,5 +1,6 @@
 #include "hydra/config.h"
 
+#include "io/json_file.h"
 #include "tensor/error.h"
 
 namespace hydra {
@@ -115,13 +116,13 @@ const nlohmann::json& field(const nlohmann::json& obj, const std::string& name, 
 
 int64_t int_field(const nlohmann::json& obj, const std::string& name, const std::string& where) {
   const auto& v = field(obj, name, where);
-  HYDRA_CHECK(v.is_number_integer(), where, ": field '", name, "' must be an integer, got ", v.dump());
+  HYDRA_CHECK(v.is_number_integer(), where, ": field '", name, "' must be an integer, got ", io::json_excerpt(v));
   return v.get<int64_t>();
 }
 
 double number_field(const nlohmann::json& obj, const std::string& name, const std::string& where) {
   const auto& v = field(obj, name, where);
-  HYDRA_CHECK(v.is_number(), where, ": field '", name, "' must be a number, got ", v.dump());
+  HYDRA_CHECK(v.is_number(), where, ": field '", name, "' must be a number, got ", io::json_excerpt(v));
   return v.get<double>();
 }
 
@@ -148,7 +149,7 @@ HydraTransformerConfig HydraTransformerConfig::from_json(const nlohmann::json& j
   c.rope_theta = number_field(b, "rope_theta", where);
   c.norm_eps = number_field(b, "norm_eps", where);
   const auto& qk = field(b, "qk_norm", where);
-  HYDRA_CHECK(qk.is_boolean(), where, ": field 'qk_norm' must be true or false, got ", qk.dump());
+  HYDRA_CHECK(qk.is_boolean(), where, ": field 'qk_norm' must be true or false, got ", io::json_excerpt(qk));
   c.qk_norm = qk.get<bool>();
   if (b.contains("init_std")) c.init_std = number_field(b, "init_std", where);
   try {

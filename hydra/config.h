@@ -58,5 +58,7 @@ struct HydraTransformerConfig {
 };
 
 constexpr int kConfigFormatVersion = 1;
+// A config.json is a few hundred bytes; a file larger than this is not one (and is not read).
+inline constexpr uint64_t kMaxConfigBytes = 1 << 20;
 
 }  // namespace hydra

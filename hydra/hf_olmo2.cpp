@@ -3,12 +3,11 @@
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/safetensors_index.h"
 #include "io/json_file.h"
 #include "tensor/error.h"
@@ -42,6 +41,8 @@ constexpr std::pair<const char*, const char*> kTopNames[] = {
 // Config integers are bounded so no product of two of them overflows (shapes are checked against the
 // weights before anything is allocated, so these limits only keep the arithmetic honest).
 constexpr int64_t kMaxConfigInt = int64_t{1} << 31;
+// An HF config.json is a few kB; refuse to read anything absurd into memory.
+constexpr uint64_t kMaxHfConfigBytes = 1 << 20;
 
 // "<prefix><index>.<rest>" -> (index, rest); false when name does not have that form.
 bool split_indexed(const std::string& name, const std::string& prefix, int64_t* index, std::string* rest) {
@@ -66,7 +67,7 @@ int64_t required_int(const nlohmann::json& j, const char* name, const std::strin
   const nlohmann::json* v = find_field(j, name);
   HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
   HYDRA_CHECK(v->is_number_integer() && v->get<int64_t>() >= 1 && v->get<int64_t>() <= kMaxConfigInt, file,
-              ": field '", name, "' must be a whole number from 1 to ", kMaxConfigInt, ", got ", v->dump());
+              ": field '", name, "' must be a whole number from 1 to ", kMaxConfigInt, ", got ", io::json_excerpt(*v));
   return v->get<int64_t>();
 }
 
@@ -74,7 +75,7 @@ double required_positive(const nlohmann::json& j, const char* name, const std::s
   const nlohmann::json* v = find_field(j, name);
   HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
   HYDRA_CHECK(v->is_number() && v->get<double>() > 0, file, ": field '", name, "' must be a positive number, got ",
-              v->dump());
+              io::json_excerpt(*v));
   return v->get<double>();
 }
 
@@ -82,21 +83,8 @@ double required_positive(const nlohmann::json& j, const char* name, const std::s
 void require_false(const nlohmann::json& j, const char* name, const std::string& file, const char* why) {
   const nlohmann::json* v = find_field(j, name);
   if (v == nullptr || v->is_null()) return;
-  HYDRA_CHECK(v->is_boolean(), file, ": field '", name, "' must be true or false, got ", v->dump());
+  HYDRA_CHECK(v->is_boolean(), file, ": field '", name, "' must be true or false, got ", io::json_excerpt(*v));
   HYDRA_CHECK(!v->get<bool>(), file, ": ", name, " = true is not supported (", why, ")");
-}
-
-std::string read_config_text(const std::string& path) {
-  std::error_code ec;
-  HYDRA_CHECK(fs::is_regular_file(path, ec), "cannot read '", path, "' (is the directory an HF checkpoint?)");
-  // A config.json is a few kB; refuse to read anything absurd into memory.
-  const uintmax_t size = fs::file_size(path, ec);
-  HYDRA_CHECK(!ec && size <= 10'000'000, path, ": ", size, " bytes is too large for a config.json");
-  std::ifstream in(path, std::ios::binary);
-  HYDRA_CHECK(in.good(), "cannot read '", path, "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -108,21 +96,21 @@ HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& fi
   const nlohmann::json* model_type = find_field(j, "model_type");
   HYDRA_CHECK(model_type != nullptr, file, ": missing field 'model_type' (expected \"olmo2\")");
   HYDRA_CHECK(model_type->is_string() && model_type->get<std::string>() == "olmo2", file, ": model_type ",
-              model_type->dump(), " is not supported (expected \"olmo2\", an Olmo2ForCausalLM checkpoint)");
+              io::json_excerpt(*model_type), " is not supported (expected \"olmo2\", an Olmo2ForCausalLM checkpoint)");
   if (const nlohmann::json* arch = find_field(j, "architectures"); arch != nullptr && !arch->is_null()) {
     bool found = false;
     if (arch->is_array())
       for (const auto& a : *arch) found = found || (a.is_string() && a.get<std::string>() == "Olmo2ForCausalLM");
-    HYDRA_CHECK(found, file, ": architectures ", arch->dump(), " does not list \"Olmo2ForCausalLM\"");
+    HYDRA_CHECK(found, file, ": architectures ", io::json_excerpt(*arch), " does not list \"Olmo2ForCausalLM\"");
   }
 
   require_false(j, "tie_word_embeddings", file, "Hydra's lm_head has its own weight, separate from the embeddings");
   require_false(j, "attention_bias", file, "Hydra's attention projections have no bias");
   if (const nlohmann::json* scaling = find_field(j, "rope_scaling"); scaling != nullptr)
-    HYDRA_CHECK(scaling->is_null(), file, ": rope_scaling ", scaling->dump(),
+    HYDRA_CHECK(scaling->is_null(), file, ": rope_scaling ", io::json_excerpt(*scaling),
                 " is not supported (Hydra implements plain RoPE; expected null)");
   if (const nlohmann::json* act = find_field(j, "hidden_act"); act != nullptr)
-    HYDRA_CHECK(act->is_string() && act->get<std::string>() == "silu", file, ": hidden_act ", act->dump(),
+    HYDRA_CHECK(act->is_string() && act->get<std::string>() == "silu", file, ": hidden_act ", io::json_excerpt(*act),
                 " is not supported (expected \"silu\": the SwiGLU feed-forward)");
 
   HfOlmo2Config hf;
@@ -146,7 +134,7 @@ HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& fi
               c.n_heads);
   c.head_dim = c.d_model / c.n_heads;
   if (const nlohmann::json* hd = find_field(j, "head_dim"); hd != nullptr && !hd->is_null())
-    HYDRA_CHECK(hd->is_number_integer() && hd->get<int64_t>() == c.head_dim, file, ": head_dim ", hd->dump(),
+    HYDRA_CHECK(hd->is_number_integer() && hd->get<int64_t>() == c.head_dim, file, ": head_dim ", io::json_excerpt(*hd),
                 " is not supported (Hydra's head_dim is hidden_size / num_attention_heads = ", c.head_dim, ")");
   try {
     c.validate();
@@ -292,7 +280,7 @@ nn::StateDict olmo_state_from_hf(const std::map<std::string, Tensor>& hf_state, 
 std::unique_ptr<HydraTransformer> load_hf_olmo2(const std::string& hf_dir, int64_t n_heads, int64_t heads_depth,
                                                 int64_t vocab_size) {
   const std::string config_path = (fs::path(hf_dir) / "config.json").string();
-  const HfOlmo2Config hf = parse_hf_olmo2_config(read_config_text(config_path), config_path);
+  const HfOlmo2Config hf = parse_hf_olmo2_config(io::read_file(config_path, "HF config", kMaxHfConfigBytes), config_path);
   const HydraTransformerConfig config = hydra_config_from_hf(hf, n_heads, heads_depth, vocab_size);
   // Every check on the weights happens before the model is allocated.
   const nn::StateDict olmo = olmo_state_from_hf(io::load_safetensors_checkpoint(hf_dir), hf.base, hf_dir);

@@ -28,7 +28,7 @@ void save_model_dir(const std::string& dir, const HydraTransformer& model) {
 
 HydraTransformerConfig load_model_config(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
-  return HydraTransformerConfig::from_json(io::read_json_file(path, "is '" + dir + "' a Hydra model directory?"), path);
+  return HydraTransformerConfig::from_json(io::read_json_file(path, "Hydra model config", kMaxConfigBytes), path);
 }
 
 std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {

@@ -3,11 +3,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/safetensors.h"
 #include "io/json_file.h"
 #include "tensor/error.h"
@@ -18,8 +17,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// An index is a few hundred bytes per tensor; anything near this is not an index.
-constexpr uint64_t kMaxIndexBytes = 100'000'000;
+// An index is about a hundred bytes per tensor (a 405B model's is ~100 KB); anything near this is not one.
+constexpr uint64_t kMaxIndexBytes = 16 << 20;
 
 template <class... Args>
 [[noreturn]] void fail(const std::string& file, const Args&... args) {
@@ -34,19 +33,6 @@ void check_shard_name(const std::string& shard, const std::string& tensor, const
     fail(file, "tensor '", tensor, "': shard '", shard, "' must be a file name in the index's directory");
   if (shard.size() <= 12 || shard.compare(shard.size() - 12, 12, ".safetensors") != 0)
     fail(file, "tensor '", tensor, "': shard '", shard, "' does not end in .safetensors");
-}
-
-std::string read_text_file(const std::string& path, const char* kind) {
-  std::error_code ec;
-  HYDRA_CHECK(fs::is_regular_file(path, ec), "cannot read ", kind, " ", path, ": no such file");
-  const uint64_t size = fs::file_size(path, ec);
-  HYDRA_CHECK(!ec && size <= kMaxIndexBytes, "cannot read ", kind, " ", path, ": ",
-              ec ? ec.message() : detail::concat_message(size, " bytes is more than the limit of ", kMaxIndexBytes));
-  std::ifstream in(path, std::ios::binary);
-  HYDRA_CHECK(in.good(), "cannot read ", kind, " ", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -70,7 +56,7 @@ SafetensorsIndex parse_safetensors_index(std::string_view text, const std::strin
     if (!meta->is_object()) fail(file, "'metadata' must be an object, got ", meta->type_name());
     if (const auto total = meta->find("total_size"); total != meta->end()) {
       if (!total->is_number_unsigned())
-        fail(file, "metadata.total_size must be a non-negative integer, got ", total->dump());
+        fail(file, "metadata.total_size must be a non-negative integer, got ", json_excerpt(*total));
       index.total_size = total->get<uint64_t>();
     }
   }
@@ -79,7 +65,7 @@ SafetensorsIndex parse_safetensors_index(std::string_view text, const std::strin
   if (!map->is_object()) fail(file, "'weight_map' must be an object, got ", map->type_name());
   if (map->empty()) fail(file, "'weight_map' lists no tensors");
   for (const auto& [name, shard] : map->items()) {
-    if (!shard.is_string()) fail(file, "tensor '", name, "': shard must be a file name string, got ", shard.dump());
+    if (!shard.is_string()) fail(file, "tensor '", name, "': shard must be a file name string, got ", json_excerpt(shard));
     check_shard_name(shard.get<std::string>(), name, file);
     index.weight_map[name] = shard.get<std::string>();
   }
@@ -87,7 +73,7 @@ SafetensorsIndex parse_safetensors_index(std::string_view text, const std::strin
 }
 
 std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_path) {
-  const SafetensorsIndex index = parse_safetensors_index(read_text_file(index_path, "safetensors index"), index_path);
+  const SafetensorsIndex index = parse_safetensors_index(read_file(index_path, "safetensors index", kMaxIndexBytes), index_path);
   const fs::path dir = fs::path(index_path).parent_path();
   // Every shard must exist before any is loaded: the error then names the first missing one.
   for (const std::string& shard : index.shards()) {
