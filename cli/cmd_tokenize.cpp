@@ -14,38 +14,23 @@
 // an error (exit 2, naming the file) leaves any existing output untouched.
 // Not yet: streaming (inputs and ids are held in memory), several threads.
 #include <bit>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/sha256.h"
 #include "io/tokenizer.h"
 #include "tensor/error.h"
+#include "tensor/machine_memory.h"
 
 static_assert(std::endian::native == std::endian::little, "token files are written as host memory");
 
 namespace hydra::cli {
 
 namespace {
-
-std::string read_file(const std::string& path, const char* what) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  HYDRA_CHECK(f != nullptr, "cannot open ", what, " ", path, ": ", std::strerror(errno));
-  std::string bytes;
-  char buffer[1 << 16];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) bytes.append(buffer, n);
-  const bool failed = std::ferror(f) != 0;  // e.g. a directory: EISDIR
-  const int error = errno;
-  std::fclose(f);
-  HYDRA_CHECK(!failed, "cannot read ", what, " ", path, ": ", std::strerror(error));
-  return bytes;
-}
 
 struct Source {
   std::string path, sha256;
@@ -69,7 +54,7 @@ Command add_tokenize_command(CLI::App& hydra) {
   app->add_option("--eos-token", opt->eos_token, "The EOS token's text (default <|endoftext|>)");
   app->add_flag("--allow-special", opt->allow_special, "Encode special-token text in the inputs as special tokens");
   return {app, [opt] {
-            const std::string tokenizer_json = read_file(opt->tokenizer, "tokenizer file");
+            const std::string tokenizer_json = io::read_file(opt->tokenizer, "tokenizer file", io::kMaxTokenizerBytes);
             const io::Tokenizer tokenizer = io::Tokenizer::from_json(tokenizer_json, opt->tokenizer);
             std::optional<uint32_t> eos;
             if (opt->append_eos) {
@@ -80,7 +65,10 @@ Command add_tokenize_command(CLI::App& hydra) {
             std::vector<uint32_t> ids;
             std::vector<Source> sources;
             for (const std::string& path : opt->inputs) {
-              const std::string text = read_file(path, "input file");
+              // Held in memory with its ids (at most 4 bytes per byte of text): 5x the file must fit.
+              const io::InputFile in = io::InputFile::open(path, "input file");
+              check_fits_in_memory(5 * in.size(), "tokenizing " + path);
+              const std::string text = in.read_all(in.size());
               const size_t before = ids.size();
               tokenizer.encode(text, ids, opt->allow_special, path);
               if (eos) ids.push_back(*eos);

@@ -2,6 +2,7 @@
 // tokenizer.h).
 #include "io/tokenizer.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "io/utf8.h"
@@ -27,45 +28,37 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool a
     HYDRA_CHECK(false, "invalid UTF-8 in ", source, " at byte offset ", bad, " (byte ", hex,
                 "); the tokenizer needs UTF-8 text");
   }
-  Matchers& matchers = matcher_slot_.matchers;
-  if (matchers.size() != stages_.size()) {
-    matchers.clear();
-    for (const auto& stage : stages_) matchers.push_back(std::make_unique<Regex::Matcher>(*stage));
+  MatcherSlot& slot = matcher_slot_;
+  if (slot.matchers.size() != stages_.size()) {
+    slot.matchers.clear();
+    if (!slot.scratch) slot.scratch = std::make_unique<MatchScratch>();
+    for (const auto& stage : stages_) slot.matchers.push_back(std::make_unique<Regex::Matcher>(*stage, *slot.scratch));
   }
+  // Every stage sees each byte once (the pieces of one stage partition the text of the next).
+  MatchBudget budget = MatchBudget::for_text(text.size() * std::max<size_t>(1, stages_.size()));
 
-  // Added tokens cut the text first. next_at[k] caches where token k next occurs (npos: nowhere
-  // further), so the text is searched once per token, not once per token per cut.
-  std::vector<const AddedToken*> cutters;
-  for (const AddedToken& token : added_)
-    if (allow_special || !token.special) cutters.push_back(&token);
-  std::vector<size_t> next_at(cutters.size());
-  for (size_t k = 0; k < cutters.size(); ++k) next_at[k] = text.find(cutters[k]->content);
-  size_t pos = 0;
-  while (true) {
-    size_t best = std::string_view::npos;
-    const AddedToken* cutter = nullptr;
-    for (size_t k = 0; k < cutters.size(); ++k) {
-      if (next_at[k] != std::string_view::npos && next_at[k] < pos) next_at[k] = text.find(cutters[k]->content, pos);
-      if (next_at[k] == std::string_view::npos) continue;
-      // Leftmost wins; at the same place, the longest ("<|im_start|>" over a shorter prefix token).
-      if (next_at[k] < best || (next_at[k] == best && cutters[k]->content.size() > cutter->content.size())) {
-        best = next_at[k];
-        cutter = cutters[k];
-      }
+  // Added tokens cut the text first: at the leftmost position where one starts, the longest.
+  size_t stretch = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const AddedTokenTrie::Match m = added_trie_.may_start(static_cast<unsigned char>(text[pos]))
+                                        ? added_trie_.longest_at(text, pos, allow_special)
+                                        : AddedTokenTrie::Match{};
+    if (m.length == 0) {
+      ++pos;
+      continue;
     }
-    if (cutter == nullptr) {
-      encode_stretch(text.substr(pos), 0, matchers, out);
-      return;
-    }
-    encode_stretch(text.substr(pos, best - pos), 0, matchers, out);
-    out.push_back(cutter->id);
-    pos = best + cutter->content.size();
+    encode_stretch(text.substr(stretch, pos - stretch), 0, slot.matchers, budget, out);
+    out.push_back(added_[m.index].id);
+    pos += m.length;
+    stretch = pos;
   }
+  encode_stretch(text.substr(stretch), 0, slot.matchers, budget, out);
+  last_match_steps_ = budget.steps_used();
 }
 
 // Split behaviour "Isolated": every match is a piece and so is every stretch between matches. An
 // empty match only marks a cut (the search then resumes one character later).
-void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers,
+void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers, MatchBudget& budget,
                                std::vector<uint32_t>& out) const {
   if (text.empty()) return;
   if (stage == stages_.size()) {
@@ -74,18 +67,18 @@ void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& ma
   }
   Regex::Matcher& matcher = *matchers[stage];
   size_t gap = 0, from = 0, begin = 0, end = 0;
-  while (from < text.size() && matcher.find(text, from, begin, end)) {
-    if (begin > gap) encode_stretch(text.substr(gap, begin - gap), stage + 1, matchers, out);
+  while (from < text.size() && matcher.find(text, from, begin, end, budget)) {
+    if (begin > gap) encode_stretch(text.substr(gap, begin - gap), stage + 1, matchers, budget, out);
     if (end == begin) {
       gap = begin;
       if (begin >= text.size()) break;
       from = begin + utf8_sequence_length(static_cast<unsigned char>(text[begin]));
       continue;
     }
-    encode_stretch(text.substr(begin, end - begin), stage + 1, matchers, out);
+    encode_stretch(text.substr(begin, end - begin), stage + 1, matchers, budget, out);
     gap = from = end;
   }
-  if (gap < text.size()) encode_stretch(text.substr(gap), stage + 1, matchers, out);
+  if (gap < text.size()) encode_stretch(text.substr(gap), stage + 1, matchers, budget, out);
 }
 
 void Tokenizer::encode_piece(std::string_view piece, std::vector<uint32_t>& out) const {
@@ -115,8 +108,8 @@ std::string Tokenizer::decode(std::span<const uint32_t> ids) const {
 }
 
 std::optional<uint32_t> Tokenizer::token_id(std::string_view content) const {
-  for (const AddedToken& token : added_)
-    if (token.content == content) return token.id;
+  if (const auto added = added_by_content_.find(content); added != added_by_content_.end())
+    return added_[added->second].id;
   const auto it = vocab_.find(content);
   if (it != vocab_.end()) return it->second;
   return std::nullopt;

@@ -304,7 +304,7 @@ TEST_CASE("rejections: each malformed tokenizer.json names the file and the prob
   CHECK_THROWS_WITH_AS(Tokenizer::from_json("{\"model\": ", "tiny.json"), doctest::Contains("tiny.json: not valid JSON"),
                        Error);
   CHECK_THROWS_WITH_AS(Tokenizer::from_json(std::string(100000, '[') + std::string(100000, ']'), "tiny.json"),
-                       doctest::Contains("nested deeper than 32"), Error);
+                       doctest::Contains("nested deeper than 64"), Error);
   CHECK_THROWS_WITH_AS(Tokenizer::from_json("", "tiny.json"), doctest::Contains("not valid JSON"), Error);
   auto with = [](const std::function<void(json&)>& edit) {
     json j = tiny_tokenizer();
@@ -419,4 +419,107 @@ TEST_CASE("copies encode independently and alike; a second encode (warm cache) g
   CHECK(assigned.encode(text) == first);
   const Tokenizer moved = std::move(copy);
   CHECK(moved.encode(text) == first);
+}
+
+namespace {
+
+// The tiny tokenizer with these Split regexes (in order) before its ByteLevel step.
+json with_splits(const std::vector<std::string>& patterns) {
+  json j = tiny_tokenizer();
+  json steps = json::array();
+  for (const std::string& p : patterns)
+    steps.push_back({{"type", "Split"}, {"pattern", {{"Regex", p}}}, {"behavior", "Isolated"}, {"invert", false}});
+  steps.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}});
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", steps}};
+  return j;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+TEST_CASE("the regex budget: real patterns use a small fraction of it") {
+  // The measurement behind MatchBudget::kStepsPerByte (256): ordinary text stays far below it.
+  std::mt19937 rng(5);
+  std::string printable;
+  for (int i = 0; i < 100000; ++i) printable += static_cast<char>(32 + rng() % 95);
+  std::string prose;
+  for (const json& c : expected_ids().at("gpt2"))
+    if (c.at("name") == "prose") prose = c.at("text").get<std::string>();
+  REQUIRE(!prose.empty());
+  for (const char* name : {"gpt2", "cl100k"}) {
+    const Tokenizer& tok = fixture_tokenizer(name);
+    for (const std::string* text : {&prose, &printable}) {
+      tok.encode(*text);
+      const double per_byte = static_cast<double>(tok.last_match_steps()) / static_cast<double>(text->size());
+      INFO(name, ": ", per_byte, " steps per byte");
+      CHECK(per_byte > 1);
+      CHECK(per_byte < 32);
+    }
+  }
+}
+
+TEST_CASE("catastrophic Split patterns stop with an error, in bounded time") {
+  // Nested quantifiers: exponential at every position; stopped by the step budget.
+  const Tokenizer nested = load(with_splits({"(a+)+x|a"}));
+  CHECK(nested.encode("aaaa") == std::vector<uint32_t>{'a', 'a', 'a', 'a'});  // harmless on short runs
+  auto start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(nested.encode(std::string(200000, 'a')), doctest::Contains("matching steps for 200000 bytes"),
+                       Error);
+  CHECK(seconds_since(start) < 20);
+  // Adjacent repeats over one long run: each counted step rescans the run; stopped by the CPU-time limit
+  // (1 s + 5 us per byte here) or the steps, whichever comes first.
+  const Tokenizer adjacent = load(with_splits({"a*a*a*x|b"}));
+  start = std::chrono::steady_clock::now();
+  CHECK_THROWS_WITH_AS(adjacent.encode(std::string(30000, 'a')), doctest::Contains("backtracks catastrophically"),
+                       Error);
+  CHECK(seconds_since(start) < 30);
+}
+
+TEST_CASE("pre-tokenizer stages are bounded; the stages share one JIT stack") {
+  std::vector<std::string> sixteen(kMaxPreTokenizerStages - 1, "\\p{N}");
+  const Tokenizer many = load(with_splits(sixteen));
+  CHECK(many.encode("ab1abc") == std::vector<uint32_t>{256, '1', 257});
+  // 100,000 stages: refused when loaded (it used to crash encoding by recursion).
+  json huge = with_splits({});
+  json steps = json::array();
+  for (int i = 0; i < 100000; ++i)
+    steps.push_back({{"type", "Split"}, {"pattern", {{"String", "q"}}}, {"behavior", "Isolated"}});
+  huge["pre_tokenizer"]["pretokenizers"] = steps;
+  expect_rejected(huge, {"pre_tokenizer has 100000 steps; at most 16 are supported"});
+  expect_rejected(with_splits(std::vector<std::string>(kMaxPreTokenizerStages, "x")), {"has 17 steps"});
+}
+
+TEST_CASE("60,000 added tokens load and encode in linear time") {
+  json j = tiny_tokenizer();
+  for (int i = 0; i < 60000; ++i)
+    j["added_tokens"].push_back({{"id", 261 + i}, {"content", "<t" + std::to_string(i) + ">"}, {"special", i % 2 == 0}});
+  const std::string text = j.dump();
+  const auto start = std::chrono::steady_clock::now();
+  const Tokenizer tok = Tokenizer::from_json(text, "many.json");
+  CHECK(tok.vocab_size() == 261 + 60000);
+  CHECK(tok.token_id("<t59999>") == 261u + 59999);
+  // Leftmost, then longest: "<t1>" is not cut out of "<t12>".
+  CHECK(tok.encode("ab<t12>c<t59999>", true) == std::vector<uint32_t>{256, 261 + 12, 'c', 261 + 59999});
+  CHECK(tok.encode("<t2>", false) != std::vector<uint32_t>{261 + 2});  // special: text unless allowed
+  std::string long_text;
+  for (int i = 0; i < 20000; ++i) long_text += "ab <t" + std::to_string(i * 3) + "> ";
+  const std::vector<uint32_t> ids = tok.encode(long_text, true);
+  CHECK(tok.decode(ids) == long_text);
+  CHECK(seconds_since(start) < 20);
+  // Duplicates are still found (by hash, not by scanning).
+  j["added_tokens"].push_back({{"id", 70000}, {"content", "<t123>"}});
+  expect_rejected(j, {"added token '<t123>' is listed twice"});
+}
+
+TEST_CASE("tokenizer.json: duplicate keys and oversized added tokens are refused") {
+  std::string text = tiny_tokenizer().dump();
+  text.insert(1, "\"normalizer\": null, ");  // the tiny tokenizer already has a "normalizer" key
+  CHECK_THROWS_WITH_AS(Tokenizer::from_json(text, "tiny.json"), doctest::Contains("tiny.json: names 'normalizer' twice"),
+                       Error);
+  json j = tiny_tokenizer();
+  j["added_tokens"][0]["content"] = std::string(kMaxAddedTokenBytes + 1, 'z');
+  expect_rejected(j, {"added_tokens[0] has 1025 bytes of content; at most 1024"});
 }
