@@ -2,14 +2,17 @@
 #include "hydra/hf_olmo2.h"
 
 #include <charconv>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
 
+#include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/input_file.h"
-#include "io/safetensors_index.h"
 #include "io/json_file.h"
+#include "io/safetensors_index.h"
 #include "tensor/error.h"
 
 namespace hydra {
@@ -236,44 +239,56 @@ std::map<std::string, Shape> hf_top_shapes(const nn::TransformerConfig& c) {
 
 }  // namespace
 
+namespace {
+
+// Checks one HF tensor — its name maps to OLMo-core, its layer exists, its shape is the config's, its
+// dtype is a float one (`dtype` names it for the message) — and returns its OLMo-core name.
+std::string checked_olmo_name(const std::string& name, const Shape& shape, bool is_float, const std::string& dtype,
+                              const nn::TransformerConfig& base, const std::string& source) {
+  const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
+  Shape want;
+  int64_t layer = 0;
+  std::string rest;
+  if (split_indexed(name, "model.layers.", &layer, &rest)) {
+    HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
+                base.n_layers, " layers (num_hidden_layers in config.json)");
+    want = hf_block_shapes(base).at(rest);
+  } else {
+    want = hf_top_shapes(base).at(name);
+  }
+  HYDRA_CHECK(shape == want, source, ": tensor '", name, "' has shape ", shape_str(shape), " but config.json implies ",
+              shape_str(want));
+  HYDRA_CHECK(is_float, source, ": tensor '", name, "' is ", dtype, "; expected F32, F16 or BF16 weights");
+  return olmo_name;
+}
+
+// Every name present was checked (above) and is distinct, so the state is complete iff there are
+// 3 + 11 n_layers of them. Otherwise this names the first missing tensor. The search stops early: layers
+// 0..k all complete would need 11 (k + 1) tensors, so a missing one appears within the first
+// count / 11 + 1 layers (a config claiming thousands of layers costs nothing here).
+void check_complete(size_t count, const std::function<bool(const std::string&)>& has, const nn::TransformerConfig& base,
+                    const std::string& source) {
+  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
+  for (const auto& [name, shape] : top)
+    HYDRA_CHECK(has(name), source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
+  if (static_cast<int64_t>(count) == expected_count) return;
+  for (int64_t i = 0; i < base.n_layers; ++i)
+    for (const auto& [suffix, shape] : block) {
+      const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
+      HYDRA_CHECK(has(name), source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+    }
+  HYDRA_ASSERT(false, "tensor count ", count, " != ", expected_count, " yet nothing is missing");
+}
+
+}  // namespace
+
 nn::StateDict olmo_state_from_hf(const std::map<std::string, Tensor>& hf_state, const nn::TransformerConfig& base,
                                  const std::string& source) {
-  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
   nn::StateDict olmo;
-  for (const auto& [name, t] : hf_state) {
-    const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
-    Shape want;
-    int64_t layer = 0;
-    std::string rest;
-    if (split_indexed(name, "model.layers.", &layer, &rest)) {
-      HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
-                  base.n_layers, " layers (num_hidden_layers in config.json)");
-      want = block.at(rest);
-    } else {
-      want = top.at(name);
-    }
-    HYDRA_CHECK(t.shape() == want, source, ": tensor '", name, "' has shape ", shape_str(t.shape()),
-                " but config.json implies ", shape_str(want));
-    HYDRA_CHECK(t.dtype() == DType::Float32, source, ": tensor '", name, "' is ", dtype_name(t.dtype()),
-                "; expected F32, F16 or BF16 weights");
-    olmo[olmo_name] = t;
-  }
-  // Every name present is expected (above) and distinct, so the state is complete iff the counts agree.
-  // Otherwise name the first missing tensor. The search stops early: layers 0..k all complete would need
-  // 11 (k + 1) tensors, so a missing one appears within the first size / 11 + 1 layers (a config claiming
-  // two billion layers costs nothing here).
-  for (const auto& [name, shape] : top)
-    HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
-  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
-  if (static_cast<int64_t>(hf_state.size()) != expected_count) {
-    for (int64_t i = 0; i < base.n_layers; ++i)
-      for (const auto& [suffix, shape] : block) {
-        const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
-        HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape),
-                    ")");
-      }
-    HYDRA_ASSERT(false, "tensor count ", hf_state.size(), " != ", expected_count, " yet nothing is missing");
-  }
+  for (const auto& [name, t] : hf_state)
+    olmo[checked_olmo_name(name, t.shape(), t.dtype() == DType::Float32, dtype_name(t.dtype()), base, source)] = t;
+  check_complete(hf_state.size(), [&](const std::string& name) { return hf_state.count(name) == 1; }, base, source);
   return olmo;
 }
 
@@ -282,10 +297,41 @@ std::unique_ptr<HydraTransformer> load_hf_olmo2(const std::string& hf_dir, int64
   const std::string config_path = (fs::path(hf_dir) / "config.json").string();
   const HfOlmo2Config hf = parse_hf_olmo2_config(io::read_file(config_path, "HF config", kMaxHfConfigBytes), config_path);
   const HydraTransformerConfig config = hydra_config_from_hf(hf, n_heads, heads_depth, vocab_size);
-  // Every check on the weights happens before the model is allocated.
-  const nn::StateDict olmo = olmo_state_from_hf(io::load_safetensors_checkpoint(hf_dir), hf.base, hf_dir);
-  auto model = config.build("cpu");
-  HydraTransformer::load_olmo_state(*model, olmo, config.trunk_layers, config.base_config.vocab_size);
+  // Every check on the weights is made on the headers, before the model is allocated.
+  const std::vector<io::SafetensorsShard> shards = io::open_safetensors_checkpoint(hf_dir);
+  struct Source {
+    const io::SafetensorsShard* shard;
+    const io::SafetensorsTensorInfo* info;
+    std::string olmo_name;
+  };
+  std::map<std::string, Source> by_hf_name;
+  for (const io::SafetensorsShard& shard : shards)
+    for (const io::SafetensorsTensorInfo& t : shard.header.tensors)
+      by_hf_name[t.name] = {&shard, &t,
+                            checked_olmo_name(t.name, t.shape, io::safetensors_is_float_weight(t.dtype), t.dtype,
+                                              hf.base, hf_dir)};
+  check_complete(by_hf_name.size(), [&](const std::string& name) { return by_hf_name.count(name) == 1; }, hf.base,
+                 hf_dir);
+
+  // Built without initial values; each tensor is read once, straight into its parameter (widened from
+  // F16/BF16 through a small buffer), checked finite there, then copied to the other heads. Memory: the
+  // model's parameters, nothing more.
+  auto model = config.build("empty");
+  std::map<std::string, Tensor*> params;
+  for (auto& [name, t] : model->named_parameters()) params[name] = t;
+  for (const auto& [hf_name, source] : by_hf_name) {
+    const std::vector<std::string> targets =
+        HydraTransformer::olmo_to_hydra_names(source.olmo_name, config.trunk_layers, config.n_heads);
+    Tensor& first = *params.at(targets[0]);
+    float* dst = first.data<float>();
+    const int64_t n = shape_numel(source.info->shape);
+    io::read_safetensors_floats(source.shard->file, source.shard->header, *source.info, dst);
+    check_finite_weights({{hf_name, from_blob(dst, source.info->shape, DType::Float32)}}, hf_dir);
+    // Padded vocabulary rows (embeddings, output): padded ids embed to 0 and get logit exactly 0.
+    if (n < first.numel()) std::memset(dst + n, 0, sizeof(float) * static_cast<size_t>(first.numel() - n));
+    for (size_t k = 1; k < targets.size(); ++k)
+      std::memcpy(params.at(targets[k])->data<float>(), dst, sizeof(float) * static_cast<size_t>(first.numel()));
+  }
   return model;
 }
 

@@ -254,6 +254,14 @@ Tensor safetensors_tensor(const std::shared_ptr<const MappedFile>& file, const S
   return x;
 }
 
+void check_loadable_dtypes(const SafetensorsHeader& header, const std::string& file) {
+  for (const SafetensorsTensorInfo& t : header.tensors) {
+    DType dtype;
+    if (!safetensors_dtype_from_name(t.dtype, &dtype) && t.dtype != "F16" && t.dtype != "BF16")
+      fail(file, "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
+  }
+}
+
 bool safetensors_is_float_weight(const std::string& dtype) {
   return dtype == "F32" || dtype == "F16" || dtype == "BF16";
 }
@@ -281,12 +289,7 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map
                                                std::shared_ptr<const MappedFile>* mapping) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path, "safetensors file");
   SafetensorsHeader header = parse_safetensors_header(file->bytes(), file->size(), path);
-  // Check every dtype before converting anything.
-  for (const SafetensorsTensorInfo& t : header.tensors) {
-    DType dtype;
-    if (!safetensors_dtype_from_name(t.dtype, &dtype) && t.dtype != "F16" && t.dtype != "BF16")
-      fail(path, "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
-  }
+  check_loadable_dtypes(header, path);  // every one before converting anything
   std::map<std::string, Tensor> tensors;
   for (const SafetensorsTensorInfo& t : header.tensors) tensors.emplace(t.name, safetensors_tensor(file, header, t));
   if (metadata != nullptr) *metadata = std::move(header.metadata);

@@ -77,6 +77,9 @@ std::map<std::string, Tensor> load_safetensors(const std::string& path,
 Tensor safetensors_tensor(const std::shared_ptr<const MappedFile>& file, const SafetensorsHeader& header,
                           const SafetensorsTensorInfo& t);
 
+// Error naming the first tensor whose dtype load_safetensors cannot load.
+void check_loadable_dtypes(const SafetensorsHeader& header, const std::string& file);
+
 // Weights are float: F32, F16 or BF16 (integers, F64 and the 8-bit floats are not weights Hydra takes).
 bool safetensors_is_float_weight(const std::string& dtype);
 // Reads one float tensor of `in` (its header parsed from `in`) into dst[0 .. numel) as float32, with

@@ -51,6 +51,11 @@ class Module {
   // Copies values from `state` into the parameters. Strict: a missing name, an unexpected name or a
   // wrong shape is an error that lists them (all of them, not just the first).
   void load_state_dict(const StateDict& state);
+  // Makes each parameter the tensor of its name in `state`, without copying (the module then shares that
+  // memory: a memory-mapped weight file, say); the parameters may be meta before. As strict as
+  // load_state_dict, and every tensor must be a defined, contiguous float32 tensor with data. Each
+  // parameter keeps its requires_grad setting.
+  void assign_state_dict(const StateDict& state);
 
   // Total number of parameter elements (works on meta modules).
   int64_t num_params() const;
@@ -67,14 +72,18 @@ class Module {
   void register_module(const std::string& name, Module& child);
 
  private:
+  // Error unless `state` names exactly this module's parameters with their shapes (`op` names the caller).
+  void check_state_matches(const StateDict& state, const char* op);
+
   std::vector<std::pair<std::string, Tensor*>> params_;
   std::vector<std::pair<std::string, Module*>> children_;
 };
 
 // Allocates one float32 slab for every parameter of `root` and rebinds each parameter to its view of
-// it, zero-filled. Returns the slab's storage (the parameters keep it alive too). Parameters are laid
+// it, zero-filled unless `zero_fill` is false (then the values are unspecified, and pages nobody writes
+// cost no memory). Returns the slab's storage (the parameters keep it alive too). Parameters are laid
 // out in named_parameters() order, each 64-byte aligned.
-std::shared_ptr<Storage> materialize_parameters(Module& root);
+std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill = true);
 
 // Shell-style glob match used by set_trainable.
 bool glob_match(const std::string& pattern, const std::string& name);
