@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "io/temp_files.h"
 #include "tensor/error.h"
 #include "tensor/parallel.h"
 
@@ -95,6 +96,8 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An interrupted command removes its temporary files and directories (io/temp_files.h).
+  hydra::io::remove_temps_on_signals();
   try {
     return run(argc, argv);
   } catch (const hydra::Error& e) {

@@ -301,8 +301,7 @@ namespace {
 // Header (magic, version, length, padded dict) + data, as NumPy's _wrap_header lays it out: dict,
 // spaces, '\n', the whole header ending on a multiple of 64 bytes; version 1.0 while the length fits in
 // 16 bits, else 2.0.
-void write_npy(const std::string& path, const std::string& descr, const Shape& shape, const void* data,
-               size_t nbytes) {
+void write_npy(AtomicFile& out, const std::string& descr, const Shape& shape, const void* data, size_t nbytes) {
   const std::string dict = npy_header_dict(descr, shape);
   std::string header;
   int version = 1;
@@ -318,10 +317,15 @@ void write_npy(const std::string& path, const std::string& descr, const Shape& s
   const uint32_t n = static_cast<uint32_t>(header.size());
   prefix.append(reinterpret_cast<const char*>(&n), version == 1 ? 2 : 4);  // little-endian
 
-  AtomicFile out(path);
   out.write(prefix);
   out.write(header);
   if (nbytes > 0) out.write(data, nbytes);
+}
+
+void write_npy(const std::string& path, const std::string& descr, const Shape& shape, const void* data,
+               size_t nbytes) {
+  AtomicFile out(path);
+  write_npy(out, descr, shape, data, nbytes);
   out.commit();
 }
 
@@ -342,12 +346,18 @@ std::vector<UInt> narrow_ids(const Tensor& t, const std::string& path, const std
 
 }  // namespace
 
-void save_npy(const std::string& path, const Tensor& tensor) {
-  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
-  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
+void save_npy(AtomicFile& out, const Tensor& tensor) {
+  HYDRA_CHECK(tensor.defined(), "save_npy ", out.path(), ": the tensor is undefined");
+  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", out.path(), ": a meta tensor has no data to write");
   const Tensor t = kernels::contiguous_raw(tensor);
-  write_npy(path, descr_of(t.dtype()), t.shape(), t.numel() > 0 ? t.raw_data() : nullptr,
+  write_npy(out, descr_of(t.dtype()), t.shape(), t.numel() > 0 ? t.raw_data() : nullptr,
             static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+}
+
+void save_npy(const std::string& path, const Tensor& tensor) {
+  AtomicFile out(path);
+  save_npy(out, tensor);
+  out.commit();
 }
 
 void save_npy(const std::string& path, const Tensor& tensor, const std::string& descr) {
