@@ -12,6 +12,12 @@ namespace {
 
 using json = nlohmann::json;
 
+// nlohmann's parse errors quote the last token read, which may be a string of any length: cut it.
+std::string bounded(const std::string& message) {
+  constexpr size_t kMaxChars = 300;
+  return message.size() <= kMaxChars ? message : message.substr(0, kMaxChars) + "...";
+}
+
 // Builds the DOM from nlohmann's SAX events, with the two checks the stock parser lacks: a depth bound
 // and duplicate keys (looked up in the object being built: O(log n) per key, so the parse stays linear).
 // `open` holds the containers being filled; each points into its parent, which gets no other element
@@ -38,7 +44,7 @@ class StrictBuilder {
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
-    return fail(std::string("not valid JSON (") + e.what() + ")");
+    return fail("not valid JSON (" + bounded(e.what()) + ")");
   }
 
  private:
@@ -124,7 +130,7 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& source)
   try {
     ok = json::sax_parse(text.begin(), text.end(), &builder, json::input_format_t::json, /*strict=*/true);
   } catch (const json::exception& e) {
-    throw Error(source + ": not valid JSON (" + e.what() + ")");
+    throw Error(source + ": not valid JSON (" + bounded(e.what()) + ")");
   }
   if (!ok || !builder.error.empty())
     throw Error(source + ": " + (builder.error.empty() ? std::string("not valid JSON") : builder.error));

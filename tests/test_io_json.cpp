@@ -24,6 +24,15 @@ TEST_CASE("parse_json_text parses, and names the source of a syntax error") {
   // Invalid UTF-8 inside a string is a syntax error too (nlohmann checks it), never garbage later.
   CHECK_THROWS_WITH_AS(parse_json_text("{\"a\": \"\xff\"}", "bad.json"), doctest::Contains("bad.json: not valid JSON"),
                        Error);
+  // The parser's message quotes the last token read; a 1 MB string is not quoted whole.
+  std::string message;
+  try {
+    parse_json_text("[\"" + std::string(1 << 20, 'x') + "\\q\"]", "long.json");
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  CHECK(message.starts_with("long.json: not valid JSON ("));
+  CHECK(message.size() < 400);
   CHECK_THROWS_WITH_AS(parse_json_text(std::string("{}\0{", 4), "nul.json"),
                        doctest::Contains("nul.json: not valid JSON (a NUL byte at offset 2)"), Error);
 }

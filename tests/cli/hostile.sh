@@ -116,6 +116,15 @@ expect 2 "invalid tokenizer file $dir/dup.json: names 'normalizer' twice" -- h t
 { head -c 100000 /dev/zero | tr '\0' '{' | sed 's/{/{"a":/g'; echo -n 1; head -c 100000 /dev/zero | tr '\0' '}'; } >"$dir/deep.json"
 expect 2 "nested deeper than 64" -- h tokenize --tokenizer "$dir/deep.json" "$dir/a.txt" --out "$dir/t.bin"
 
+# A name of 1 MB in a weight header: the message quoting it is cut, not printed whole.
+rm -rf "$dir/n" && mkdir "$dir/n" && cp "$dir/m/config.json" "$dir/n/"
+perl -e '$h = "{\"" . ("a" x 1048576) . "\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+         print pack("Q<", length $h), $h, "\0\0\0\0"' >"$dir/n/model.safetensors"
+out=$(h forward "$dir/n" --tokens 1 --out "$dir/l.npy" 2>&1)
+code=$?
+if [[ $code -eq 2 && ${#out} -lt 5000 && "$out" == *"more characters)"* ]]; then pass=$((pass + 1)); else
+  echo "FAIL: a 1 MB tensor name: exit $code, ${#out} characters of message"; fail=$((fail + 1)); fi
+
 # ---- regex and tokenizer blow-up ----
 split_tokenizer() {  # split_tokenizer OUT FILE-OF-PRETOKENIZERS-JSON
   STEPS="$2" perl -0777 -pe 'BEGIN { open(my $f, "<", $ENV{STEPS}) or die; local $/; $steps = <$f> }
