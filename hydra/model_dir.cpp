@@ -61,20 +61,9 @@ void check_weights_match_config(const io::SafetensorsHeader& header, const Hydra
     for (const auto& [name, t] : in_file)
       if (!known.count(name)) unexpected.push_back(name);
   }
-  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty()) {
-    std::ostringstream os;
-    os << file << " does not hold the model its config.json describes";
-    auto list = [&](const char* what, const std::vector<std::string>& names) {
-      if (names.empty()) return;
-      os << "; " << names.size() << " " << what << ": ";
-      for (size_t i = 0; i < names.size() && i < 5; ++i) os << (i ? ", " : "") << names[i];
-      if (names.size() > 5) os << ", ...";
-    };
-    list("missing", missing);
-    list("unexpected", unexpected);
-    list("with another shape", wrong_shape);
-    throw Error(os.str());
-  }
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty())
+    throw Error(nn::state_mismatch_message(file + " does not hold the model its config.json describes", missing,
+                                           unexpected, wrong_shape, "with another shape", 5));
   for (const io::SafetensorsTensorInfo& t : header.tensors)
     HYDRA_CHECK(io::safetensors_is_float_weight(t.dtype), file, ": tensor '", t.name, "' is ", t.dtype,
                 "; expected float weights (F32, F16 or BF16)");

@@ -61,20 +61,27 @@ void Module::check_state_matches(const StateDict& state, const char* op) {
   }
   for (auto& [name, t] : state)
     if (!by_name.count(name)) unexpected.push_back(name);
-  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty()) {
-    std::ostringstream os;
-    os << op << ": the state does not match the model";
-    auto list = [&](const char* what, const std::vector<std::string>& names) {
-      if (names.empty()) return;
-      os << "; " << names.size() << " " << what << ": ";
-      for (size_t i = 0; i < names.size() && i < 10; ++i) os << (i ? ", " : "") << names[i];
-      if (names.size() > 10) os << ", ...";
-    };
-    list("missing", missing);
-    list("unexpected", unexpected);
-    list("with the wrong shape", wrong_shape);
-    throw Error(os.str());
-  }
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty())
+    throw Error(state_mismatch_message(std::string(op) + ": the state does not match the model", missing, unexpected,
+                                       wrong_shape, "with the wrong shape", 10));
+}
+
+std::string state_mismatch_message(const std::string& title, const std::vector<std::string>& missing,
+                                   const std::vector<std::string>& unexpected,
+                                   const std::vector<std::string>& wrong_shape, const char* wrong_what,
+                                   size_t max_listed) {
+  std::ostringstream os;
+  os << title;
+  auto list = [&](const char* what, const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    os << "; " << names.size() << " " << what << ": ";
+    for (size_t i = 0; i < names.size() && i < max_listed; ++i) os << (i ? ", " : "") << names[i];
+    if (names.size() > max_listed) os << ", ...";
+  };
+  list("missing", missing);
+  list("unexpected", unexpected);
+  list(wrong_what, wrong_shape);
+  return os.str();
 }
 
 void Module::load_state_dict(const StateDict& state) {

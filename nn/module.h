@@ -85,6 +85,14 @@ class Module {
 // out in named_parameters() order, each 64-byte aligned.
 std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill = true);
 
+// "<title>; 2 missing: a, b; 1 unexpected: c; 1 <wrong_what>: d (...)": the message of a state that does
+// not match a model (load_state_dict's, and a weight file's against a config), at most `max_listed`
+// names per list; empty lists are left out.
+std::string state_mismatch_message(const std::string& title, const std::vector<std::string>& missing,
+                                   const std::vector<std::string>& unexpected,
+                                   const std::vector<std::string>& wrong_shape, const char* wrong_what,
+                                   size_t max_listed);
+
 // Shell-style glob match used by set_trainable.
 bool glob_match(const std::string& pattern, const std::string& name);
 

@@ -12,25 +12,14 @@
 
 #include "io/zstd.h"
 #include "support/op_harness.h"
+#include "support/zstd_frame.h"
 
 using namespace hydra;
 using namespace hydra::io;
 
 namespace {
 
-// One frame, checksum on; `with_size` writes the content size into the frame header.
-std::string frame(const std::string& plain, bool with_size = true, int level = 3) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, with_size ? 1 : 0);
-  std::string out(ZSTD_compressBound(plain.size()), '\0');
-  const size_t n = ZSTD_compress2(cctx, out.data(), out.size(), plain.data(), plain.size());
-  ZSTD_freeCCtx(cctx);
-  REQUIRE_FALSE(ZSTD_isError(n));
-  out.resize(n);
-  return out;
-}
+std::string frame(const std::string& plain, bool with_size = true) { return test::zstd_frame(plain, with_size); }
 
 // A skippable frame (magic 0x184D2A50 + variant) holding `payload`, which decoders ignore.
 std::string skippable(const std::string& payload, unsigned variant = 0) {
