@@ -2,21 +2,26 @@
 // runs this binary and bench/torch_hydra.py (the same model in PyTorch) in one go, each under
 // /usr/bin/time -v for its peak memory, and prints the ratios.
 //
-//   forward: inference, no graph (NoGradGuard): logits of every head, (heads, B, T, vocab).
-//   train:   forward with the graph, loss = mean over heads of each head's mean cross-entropy against
-//            the inputs shifted by one, backward into every parameter's .grad (no optimizer step: the
-//            optimizer is a later issue). Gradients are dropped before each step, as zero_grad does.
+//   forward:  inference, no graph (NoGradGuard): logits of every head, (heads, B, T, vocab).
+//   train:    one full optimizer step of `hydra train` (train::Trainer::step): every head's loss
+//             against the inputs shifted by one, backward into the gradient slab, the global norm and
+//             clipping at 1.0, AdamW (lr 3e-4, weight decay 0.1), all parameters trained. The data is
+//             a file of random ids read in sequential order.
+//   finetune: the same step with the trunk frozen (--freeze 'trunk.*'): the trunk runs forward
+//             only, every head and the lm_head train.
 //
 // Prints one machine-readable line per mode:
 //   RESULT impl=hydra preset=small mode=train batch=8 seq=256 iters=5 median_s=... min_s=... tokens_per_s=...
 //
-// Usage: bench_model --preset tiny|small [--mode forward|train|both] [--batch B] [--seq T]
+// Usage: bench_model --preset tiny|small [--mode forward|train|finetune|both] [--batch B] [--seq T]
 //                    [--iters N] [--warmup W] [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdlib.h>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -25,9 +30,11 @@
 #include "bench/timing.h"
 #include "hydra/config.h"
 #include "hydra/hydra_transformer.h"
+#include "hydra/model_dir.h"
 #include "tensor/allocator.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
+#include "train/trainer.h"
 
 using namespace hydra;
 
@@ -35,16 +42,6 @@ using bench::median;
 using bench::now_seconds;
 
 namespace {
-
-// loss = mean over heads of each head's mean next-token cross-entropy.
-Tensor hydra_loss(const Tensor& logits, const Tensor& targets) {
-  Tensor total;
-  for (int64_t k = 0; k < logits.size(0); ++k) {
-    Tensor ce = cross_entropy(select(logits, 0, k), targets);
-    total = total.defined() ? add(total, ce) : ce;
-  }
-  return mul_scalar(total, 1.0 / static_cast<double>(logits.size(0)));
-}
 
 struct Options {
   std::string preset = "tiny";
@@ -76,7 +73,8 @@ Options parse(int argc, char** argv) {
     else if (arg == "--threads") o.threads = std::atoi(value);
     else usage(("unknown option " + arg).c_str());
   }
-  if (o.mode != "forward" && o.mode != "train" && o.mode != "both") usage("--mode must be forward, train or both");
+  if (o.mode != "forward" && o.mode != "train" && o.mode != "finetune" && o.mode != "both")
+    usage("--mode must be forward, train, finetune or both (forward and train)");
   if (o.batch < 1 || o.seq < 2 || o.iters < 1 || o.warmup < 0) usage("bad --batch/--seq/--iters/--warmup");
   return o;
 }
@@ -89,14 +87,12 @@ int main(int argc, char** argv) {
 
   const HydraTransformerConfig config = HydraTransformerConfig::preset(o.preset);
   auto model = config.build("cpu", 0);
-  model->set_trainable("*", true);  // a full training step: every parameter gets a gradient
   const int64_t vocab = config.base_config.vocab_size;
 
   // One fixed batch of T+1 tokens: inputs are the first T, targets the last T.
   Generator gen(1234);
   const Tensor tokens = gen.randint({o.batch, o.seq + 1}, 0, vocab);
   const Tensor inputs = contiguous(narrow(tokens, 1, 0, o.seq));
-  const Tensor targets = contiguous(narrow(tokens, 1, 1, o.seq));
   const double tokens_per_step = static_cast<double>(o.batch * o.seq);
 
   auto report = [&](const char* mode, const std::vector<double>& times) {
@@ -121,16 +117,45 @@ int main(int argc, char** argv) {
     }
     report("forward", times);
   }
-  if (o.mode == "train" || o.mode == "both") {
-    std::vector<double> times;
-    for (int i = 0; i < o.warmup + o.iters; ++i) {
-      const double t0 = now_seconds();
-      for (auto& [name, p] : model->named_parameters()) p->zero_grad();
-      Tensor loss = hydra_loss(model->forward(inputs), targets);
-      loss.backward();
-      if (i >= o.warmup) times.push_back(now_seconds() - t0);
+  if (o.mode == "train" || o.mode == "finetune" || o.mode == "both") {
+    // The trainer reads a model directory and token files: write both to a scratch directory.
+    char scratch_template[] = "/tmp/hydra-bench-XXXXXX";
+    const std::string scratch = ::mkdtemp(scratch_template);
+    save_model_dir(scratch + "/model", *model);
+    model.reset();
+    const int steps = o.warmup + o.iters;
+    const Tensor ids = gen.randint({steps * o.batch * o.seq + 1}, 0, vocab, DType::Int64);
+    std::string raw;
+    for (int64_t id : ids.to_vector<int64_t>()) {
+      const uint32_t v = static_cast<uint32_t>(id);
+      raw.append(reinterpret_cast<const char*>(&v), 4);
     }
-    report("train", times);
+    std::FILE* f = std::fopen((scratch + "/tokens.bin").c_str(), "wb");
+    std::fwrite(raw.data(), 1, raw.size(), f);
+    std::fclose(f);
+
+    train::TrainOptions t;
+    t.model_dir = scratch + "/model";
+    t.out_dir = scratch + "/run";
+    t.data = {scratch + "/tokens.bin"};
+    t.token_dtype = io::TokenDType::UInt32;
+    t.data_order = train::DataOrder::Sequential;
+    t.batch = o.batch;
+    t.seq = o.seq;
+    t.steps = steps;
+    t.schedule = train::ScheduleKind::Constant;
+    if (o.mode == "finetune") t.freeze = {"trunk.*"};
+    std::vector<double> times;
+    {
+      train::Trainer trainer(t);
+      for (int i = 0; i < steps; ++i) {
+        const double t0 = now_seconds();
+        trainer.step();
+        if (i >= o.warmup) times.push_back(now_seconds() - t0);
+      }
+    }
+    std::filesystem::remove_all(scratch);
+    report(o.mode == "finetune" ? "finetune" : "train", times);
   }
   return 0;
 }

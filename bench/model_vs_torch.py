@@ -1,6 +1,7 @@
 """Hydra vs PyTorch on the same HydraTransformer presets, in one run.
 
-For each preset (tiny, small) and each mode (forward, train = forward + loss + backward), runs Hydra's
+For each preset (tiny, small) and each mode (forward; train = one full training step: forward, loss,
+backward, clipping, AdamW; finetune = the same with the trunk frozen), runs Hydra's
 bench_model and bench/torch_hydra.py as separate processes, alternating them for `--rounds` rounds (the
 machines are shared and noisy: interleaving spreads the noise over both), each under /usr/bin/time -v
 for its peak resident memory. Prints the medians and the ratios as a Markdown table.
@@ -10,7 +11,7 @@ LD_LIBRARY_PATH; the default pthreads build oversubscribes next to PyTorch's Ope
 (LD_PRELOAD, package libgoogle-perftools4), and OMP_NUM_THREADS = --threads.
 
 Usage (from the repo root, after building): /usr/bin/python3 bench/model_vs_torch.py [--build build]
-        [--presets tiny,small] [--threads 2] [--rounds 2] [--iters 5]
+        [--presets tiny,small] [--modes forward,train,finetune] [--threads 2] [--rounds 2] [--iters 5]
 """
 import argparse
 import os
@@ -45,6 +46,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build directory holding bench_model")
     ap.add_argument("--presets", default="tiny,small")
+    ap.add_argument("--modes", default="forward,train,finetune")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--iters", type=int, default=5)
@@ -68,7 +70,7 @@ def main():
 
     rows = []
     for preset in a.presets.split(","):
-        for mode in ("forward", "train"):
+        for mode in a.modes.split(","):
             times = {"hydra": [], "torch": []}
             peaks = {"hydra": [], "torch": []}
             for r in range(a.rounds):

@@ -5,8 +5,11 @@ A plain eager PyTorch model of OLMo-2 blocks (PyTorch 1.13 has no fused attentio
 attention is the usual masked softmax of Q·Kᵀ, as HF's eager implementation does). Float32 throughout.
 
   forward: under torch.inference_mode(): logits of every head, (heads, B, T, vocab).
-  train:   forward with autograd, loss = mean over heads of each head's mean cross-entropy against the
-           inputs shifted by one, backward into every parameter's .grad (no optimizer step). Gradients
+  train:   one full training step, as hydra train takes it: forward with autograd, loss = mean over heads
+           of each head's mean cross-entropy against the inputs shifted by one, backward,
+           clip_grad_norm_(1.0), torch.optim.AdamW(lr 3e-4, betas (0.9, 0.95), weight decay 0.1 on 2-D
+           weights but the embedding). finetune: the same with the trunk frozen (its forward under
+           no_grad, its parameters without requires_grad). Gradients
            are dropped before each step (zero_grad(set_to_none=True)).
 
 Run it with Debian's /usr/bin/python3 (the python3 that imports torch); model_vs_torch.py starts it with
@@ -94,16 +97,17 @@ class HydraTorch(torch.nn.Module):
             if p.dim() == 2:
                 torch.nn.init.trunc_normal_(p, std=0.02, a=-0.06, b=0.06)
 
-    def forward(self, ids):
+    def forward(self, ids, trunk_no_grad=False):
         T, hd = ids.shape[1], self.c["d"] // self.c["heads"]
         inv = 1.0 / (ROPE_THETA ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         angles = torch.outer(torch.arange(T, dtype=torch.float32), inv)
         angles = torch.cat((angles, angles), dim=-1)
         cos, sin = angles.cos(), angles.sin()
         mask = torch.ones(T, T, dtype=torch.bool).triu(1)
-        x = self.embeddings(ids)
-        for block in self.trunk:
-            x = block(x, cos, sin, mask)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not trunk_no_grad):
+            x = self.embeddings(ids)
+            for block in self.trunk:
+                x = block(x, cos, sin, mask)
         out = []
         for head in self.heads:
             h = x
@@ -116,7 +120,7 @@ class HydraTorch(torch.nn.Module):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    ap.add_argument("--mode", default="both", choices=["forward", "train", "both"])
+    ap.add_argument("--mode", default="both", choices=["forward", "train", "finetune", "both"])
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--iters", type=int, default=5)
@@ -145,19 +149,32 @@ def main():
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
         report("forward", times)
-    if a.mode in ("train", "both"):
+    if a.mode in ("train", "finetune", "both"):
+        finetune = a.mode == "finetune"
+        if finetune:
+            for m in [model.embeddings, model.trunk]:
+                m.requires_grad_(False)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        decay = [p for n, p in named if p.dim() == 2 and "embeddings" not in n]
+        decay_ids = set(id(p) for p in decay)
+        groups = [{"params": decay, "weight_decay": 0.1},
+                  {"params": [p for _, p in named if id(p) not in decay_ids], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
+        params = [p for _, p in named]
         times = []
         for i in range(a.warmup + a.iters):
             t0 = time.perf_counter()
-            model.zero_grad(set_to_none=True)
-            logits = model(inputs)
+            opt.zero_grad(set_to_none=True)
+            logits = model(inputs, trunk_no_grad=finetune)
             loss = sum(F.cross_entropy(logits[k].reshape(-1, logits.shape[-1]), targets.reshape(-1))
                        for k in range(logits.shape[0])) / logits.shape[0]
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
             del logits, loss
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
-        report("train", times)
+        report("finetune" if finetune else "train", times)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ Command add_convert_command(CLI::App& hydra);
 Command add_export_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_tokenize_command(CLI::App& hydra);
+Command add_train_command(CLI::App& hydra);
+Command add_eval_command(CLI::App& hydra);
 Command add_version_command(CLI::App& hydra);
 
 }  // namespace hydra::cli

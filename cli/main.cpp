@@ -55,6 +55,8 @@ int run(int argc, char** argv) {
       add_export_command(app),
       add_selfcheck_command(app),
       add_tokenize_command(app),
+      add_train_command(app),
+      add_eval_command(app),
       add_version_command(app),
   };
 

@@ -58,4 +58,28 @@ std::string blas_description() {
          openblas_get_corename();
 }
 
+std::string simd_description() {
+#if defined(__AVX512F__)
+  std::string out = "compiled for AVX-512";
+#elif defined(__AVX2__)
+  std::string out = "compiled for AVX2";
+#elif defined(__SSE2__)
+  std::string out = "compiled for SSE2";
+#else
+  std::string out = "compiled without x86 vector extensions";
+#endif
+#if defined(__x86_64__)
+  std::string cpu;
+  auto add = [&](bool has, const char* name) {
+    if (has) cpu += (cpu.empty() ? "" : ", ") + std::string(name);
+  };
+  __builtin_cpu_init();
+  add(__builtin_cpu_supports("avx2"), "AVX2");
+  add(__builtin_cpu_supports("avx512f"), "AVX-512F");
+  add(__builtin_cpu_supports("avx512bf16"), "AVX-512 BF16");
+  out += "; CPU has " + (cpu.empty() ? std::string("none of AVX2/AVX-512") : cpu);
+#endif
+  return out;
+}
+
 }  // namespace hydra

@@ -29,6 +29,9 @@ int num_threads();
 int default_num_threads();
 // One line describing the BLAS library actually loaded (variant, core type), for banners and bench.
 std::string blas_description();
+// What vector instructions the kernels were compiled for and what this CPU offers, for banners:
+// "compiled for AVX-512; CPU has AVX2, AVX-512F, AVX-512 BF16".
+std::string simd_description();
 
 // Calls f(lo, hi) on disjoint sub-ranges covering [begin, end). Ranges no longer than `grain` run on
 // the calling thread, so tiny tensors never pay for task scheduling.

@@ -84,6 +84,7 @@ TrainingState sample_state(const HydraTransformer& model, int64_t step) {
   s.rng["data"] = {1234, static_cast<uint64_t>(step) * 1000};
   s.rng["dropout"] = {std::numeric_limits<uint64_t>::max(), std::numeric_limits<uint64_t>::max() - 1};
   s.run_config = {{"batch_size", 8}, {"seq_len", 128}, {"heads", "0,1"}};
+  s.progress = {{"best_val_loss", 2.5}, {"elapsed_s", 12.25}};
   return s;
 }
 
@@ -95,6 +96,7 @@ void check_same_state(const TrainingState& a, const TrainingState& b) {
   CHECK(a.data_loader == b.data_loader);
   CHECK(a.rng == b.rng);
   CHECK(a.run_config == b.run_config);
+  CHECK(a.progress == b.progress);
   REQUIRE(a.optimizer_tensors.size() == b.optimizer_tensors.size());
   for (const auto& [name, t] : a.optimizer_tensors) {
     INFO(name);
@@ -463,7 +465,7 @@ TEST_CASE("training-state container rules, one literal each") {
   };
   const json fields = {{"step", 1},        {"tokens_seen", 2}, {"optimizer", json::object()},
                        {"schedule", 3},    {"data_loader", {1, 2}}, {"rng", {{"data", {{"seed", 5}, {"offset", 6}}}}},
-                       {"run_config", nullptr}};
+                       {"run_config", nullptr}, {"progress", json::object()}};
   const TrainingState s = parse_training_state(
       container({{"m", ones({2})}}, {{"format", "hydra-training-state"}, {"training_state", fields.dump()}}), "s");
   CHECK(s.step == 1);
@@ -567,7 +569,7 @@ TEST_CASE("random corruptions of a manifest and a training-state container are h
                        {{"format", "hydra-training-state"},
                         {"training_state", json({{"step", 0}, {"tokens_seen", 0}, {"optimizer", 1}, {"schedule", 2},
                                                  {"data_loader", 3}, {"rng", {{"data", {{"seed", 1}, {"offset", 2}}}}},
-                                                 {"run_config", 4}})
+                                                 {"run_config", 4}, {"progress", 5}})
                                                .dump()}});
   const std::string state = read_bytes(dir.file("s"));
   REQUIRE(parse_training_state(state, "s").rng.at("data") == RngState{1, 2});

@@ -82,7 +82,7 @@ json state_json(const TrainingState& s) {
   for (const auto& [name, r] : s.rng) rng[name] = {{"seed", r.seed}, {"offset", r.offset}};
   return {{"step", s.step},         {"tokens_seen", s.tokens_seen}, {"optimizer", s.optimizer},
           {"schedule", s.schedule}, {"data_loader", s.data_loader}, {"rng", rng},
-          {"run_config", s.run_config}};
+          {"run_config", s.run_config}, {"progress", s.progress}};
 }
 
 uint64_t size_of(const std::string& path, const std::string& what) {
@@ -178,6 +178,7 @@ TrainingState parse_training_state(std::string_view bytes, const std::string& fi
   s.schedule = field(j, "schedule", file, where);
   s.data_loader = field(j, "data_loader", file, where);
   s.run_config = field(j, "run_config", file, where);
+  s.progress = field(j, "progress", file, where);
   const json& rng = field(j, "rng", file, where);
   HYDRA_CHECK(rng.is_object(), file, ": the training state field 'rng' must be an object");
   for (const auto& [name, r] : rng.items()) {

@@ -67,6 +67,7 @@ struct TrainingState {
   nlohmann::json data_loader = nlohmann::json::object();  // positions: per head, per file, epoch, order seed
   std::map<std::string, RngState> rng;                    // named streams: "data", "dropout", ...
   nlohmann::json run_config = nlohmann::json::object();   // the trainer's options, to check a resume
+  nlohmann::json progress = nlohmann::json::object();     // the trainer's bookkeeping: best val loss, elapsed ...
 };
 
 // One data file a run trained on.

@@ -1,0 +1,274 @@
+// `hydra train`: train a Hydra from scratch or fine-tune its heads (the engine is train/trainer.h).
+//
+//   hydra train models/tiny --data train.bin --val val.bin --out runs/tiny --steps 1000 --batch 8 --seq 256
+//   hydra train models/tiny --data 'shards/train_*.bin' --out runs/heads --train-heads 0,2 --lr 1e-3
+//   hydra train models/tiny --data train.bin --shard-by-head --freeze 'trunk.*' --out runs/shards --steps 200
+//   hydra train models/tiny --sft qa.jsonl --tokenizer tokenizer.json --out runs/sft --epochs 3
+//   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
+//
+// On a terminal one progress line is redrawn in place; otherwise one plain line every --log-every steps.
+// A banner first says what will train on what. Exit codes: 0 done; 1 the run diverged (a non-finite loss
+// or gradient: the last checkpoint stays intact); 2 bad arguments or inputs, reported before any work
+// and without touching --out.
+//
+// For crash tests only: HYDRA_TEST_KILL_AT makes the process SIGKILL itself at a chosen instant:
+//   "micro:S:M"              before micro-batch M (from 0) of step S
+//   "save:S:<commit step>"   while writing the checkpoint of step S, right after the directory commit step
+//                            named (io/atomic_dir.h: "temp synced", "old moved aside", "new renamed in")
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <glob.h>
+#include <iostream>
+#include <sstream>
+
+#include "cli/command.h"
+#include "io/atomic_dir.h"
+#include "tensor/parallel.h"
+#include "train/trainer.h"
+
+namespace hydra::cli {
+
+namespace {
+
+// A path, or a quoted glob ('shards/train_*.bin') expanded and sorted; a glob matching nothing is an error.
+std::vector<std::string> expand(const std::string& pattern, const std::string& flag) {
+  if (pattern.find_first_of("*?[") == std::string::npos) return {pattern};
+  glob_t g{};
+  const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);  // glob sorts its matches
+  std::vector<std::string> out;
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.push_back(g.gl_pathv[i]);
+  ::globfree(&g);
+  HYDRA_CHECK(!out.empty(), flag, " '", pattern, "' matches no file");
+  return out;
+}
+
+std::vector<std::string> expand_all(const std::vector<std::string>& patterns, const std::string& flag) {
+  std::vector<std::string> out;
+  for (const std::string& p : patterns)
+    for (std::string& f : expand(p, flag)) out.push_back(std::move(f));
+  return out;
+}
+
+std::vector<int64_t> parse_heads(const std::string& text, const std::string& flag) {
+  std::vector<int64_t> out;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    HYDRA_CHECK(used > 0 && used == part.size(), flag, ": '", part, "' is not a head index (expected e.g. 0,2)");
+    out.push_back(v);
+  }
+  HYDRA_CHECK(!out.empty(), flag, ": empty list (expected head indices such as 0,2)");
+  return out;
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long long s = static_cast<long long>(seconds + 0.5);
+  char buf[32];
+  if (s >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", s / 3600, (s / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", s / 60, s % 60);
+  return buf;
+}
+
+// Progress on stdout: a line redrawn in place on a terminal, plain lines every log_every steps otherwise.
+class Progress : public train::TrainObserver {
+ public:
+  Progress(int64_t total_steps, int64_t log_every, std::string kill_at)
+      : total_(total_steps), log_every_(log_every), tty_(::isatty(1)), kill_at_(std::move(kill_at)) {}
+
+  void on_micro_batch(int64_t step, int64_t micro) override {
+    if (kill_at_ == "micro:" + std::to_string(step) + ":" + std::to_string(micro)) ::raise(SIGKILL);
+  }
+  void on_step(const train::StepMetrics& m) override {
+    const double eta = m.elapsed_s / static_cast<double>(m.step - first_step_ + 1) * static_cast<double>(total_ - m.step);
+    if (first_step_ == 0) first_step_ = m.step;
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  elapsed %s  eta %s",
+                  static_cast<long long>(m.step), static_cast<long long>(total_), m.loss, m.lr, m.tokens_per_s,
+                  format_duration(m.elapsed_s).c_str(), format_duration(eta).c_str());
+    if (tty_) {
+      std::printf("\r\033[K%s", line);
+      std::fflush(stdout);
+      dirty_ = true;
+    } else if (m.step == 1 || m.step == total_ || m.step % log_every_ == 0) {
+      std::printf("%s\n", line);
+      std::fflush(stdout);
+    }
+  }
+  void on_eval(int64_t step, const train::EvalResult& e) override {
+    std::ostringstream os;
+    os << "eval @ step " << step << ": loss";
+    for (size_t i = 0; i < e.heads.size(); ++i) os << " head" << e.heads[i] << " " << fixed(e.head_loss[i]);
+    os << " | ensemble " << fixed(e.ensemble_loss) << " poe " << fixed(e.poe_loss) << " | disagreement "
+       << fixed(e.disagreement);
+    if (e.has_exact_match) os << " | exact match ensemble " << fixed(e.ensemble_exact_match);
+    say(os.str());
+  }
+  void on_checkpoint(int64_t step, const std::string& path) override {
+    say("checkpoint @ step " + std::to_string(step) + ": " + path);
+  }
+  void on_message(const std::string& message) override { say(message); }
+  void finish() {
+    if (dirty_) std::printf("\n");
+    dirty_ = false;
+  }
+
+ private:
+  static std::string fixed(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f", v);
+    return buf;
+  }
+  void say(const std::string& text) {
+    finish();
+    std::printf("%s\n", text.c_str());
+    std::fflush(stdout);
+  }
+
+  int64_t total_, log_every_, first_step_ = 0;
+  bool tty_, dirty_ = false;
+  std::string kill_at_;
+};
+
+}  // namespace
+
+Command add_train_command(CLI::App& hydra) {
+  struct Options {
+    train::TrainOptions t;
+    std::vector<std::string> data, val, head_data, freeze;
+    std::string token_dtype = "auto", data_order = "shuffle", schedule = "cosine", optimizer = "adamw";
+    std::string train_heads, truncate = "error";
+    std::optional<double> weight_decay;
+    int64_t log_every = 10;
+  };
+  auto opt = std::make_shared<Options>();
+  train::TrainOptions& t = opt->t;
+  CLI::App* app = hydra.add_subcommand("train", "Train a model, or fine-tune some of its heads, on token data or SFT pairs");
+  app->add_option("model", t.model_dir, "Model directory to start from (hydra init, convert, or a previous run's --out)")
+      ->required();
+  app->add_option("--out", t.out_dir, "Run directory: checkpoints/, metrics.csv, eval.csv, loss.svg, the final model")
+      ->required();
+  // Data.
+  app->add_option("--data", opt->data, "Token file(s) read as one stream in order; repeatable; a quoted glob is sorted");
+  app->add_option("--val", opt->val, "Validation token file(s) (or, with --sft, a JSON Lines file)");
+  app->add_option("--token-dtype", opt->token_dtype, "Id type of raw token files: auto, uint16 or uint32 (default auto)");
+  app->add_option("--data-order", opt->data_order, "shuffle (a new permutation of the windows each epoch) or sequential");
+  app->add_option("--head-data", opt->head_data, "K=PATH: head K trains on its own data; repeatable");
+  app->add_flag("--shard-by-head", t.shard_by_head, "Split the data into N contiguous shards; head k reads shard k");
+  app->add_option("--sft", t.sft, "Supervised fine-tuning on a JSON Lines file of {\"prompt\", \"answer\"} (instead of --data)");
+  app->add_option("--tokenizer", t.tokenizer, "tokenizer.json for --sft");
+  app->add_flag("--sft-eos", t.sft_eos, "Append the end-of-text token to each answer (counted in the loss)");
+  app->add_option("--truncate", opt->truncate, "A row longer than --seq: error (default) or left (drop prompt tokens)");
+  // Shape of a step.
+  app->add_option("--steps", t.steps, "Optimizer steps")->check(integer_in_range(1, int64_t{1} << 40));
+  app->add_option("--epochs", t.epochs, "Passes over the largest data stream (instead of --steps)");
+  app->add_option("--batch", t.batch, "Sequences per micro-batch (default 8)")->check(integer_in_range(1, 1 << 20));
+  app->add_option("--seq", t.seq, "Tokens per sequence (default 256)")->check(integer_in_range(1, 1 << 20));
+  app->add_option("--grad-accum", t.grad_accum, "Micro-batches per optimizer step (default 1)")->check(integer_in_range(1, 1 << 20));
+  // Optimizer, schedule, clipping.
+  app->add_option("--optimizer", opt->optimizer, "adamw (default) or sgd");
+  app->add_option("--lr", t.lr, "Peak learning rate (default 3e-4)");
+  app->add_option("--warmup", t.warmup, "Linear warm-up steps (default 0)")->check(integer_in_range(0, int64_t{1} << 40));
+  app->add_option("--schedule", opt->schedule, "After warm-up: constant, cosine (default) or linear decay");
+  app->add_option("--min-lr-ratio", t.min_lr_ratio, "Where cosine/linear decay ends, as a fraction of --lr (default 0.1)");
+  app->add_option("--beta1", t.optimizer.beta1, "AdamW beta1 (default 0.9)");
+  app->add_option("--beta2", t.optimizer.beta2, "AdamW beta2 (default 0.95)");
+  app->add_option("--eps", t.optimizer.eps, "AdamW eps (default 1e-8)");
+  app->add_option("--weight-decay", opt->weight_decay, "On 2-D weight matrices only (default 0.1 for adamw, 0 for sgd)");
+  app->add_option("--momentum", t.optimizer.momentum, "SGD momentum (default 0.9)");
+  app->add_option("--clip", t.clip, "Max global gradient norm (default 1.0; 0 turns clipping off)");
+  // What trains.
+  app->add_option("--freeze", opt->freeze, "Freeze parameters matching a glob (e.g. 'trunk.*'); repeatable");
+  app->add_option("--train-heads", opt->train_heads, "Train only these heads, e.g. 0,2 (everything else frozen)");
+  app->add_option("--seed", t.seed, "Seed of the data order (and every other random choice) (default 0)");
+  // Evaluation, checkpoints, logging.
+  app->add_option("--eval-every", t.eval_every, "Evaluate on --val every K steps (default: only at the end)")
+      ->check(integer_in_range(0, int64_t{1} << 40));
+  app->add_option("--eval-tokens", t.eval_tokens, "The first N tokens of --val form the eval set (default 65536)")
+      ->check(integer_in_range(2, int64_t{1} << 50));
+  app->add_option("--eval-batch", t.eval_batch, "Batch size of evaluation (default: --batch)")->check(integer_in_range(1, 1 << 20));
+  app->add_option("--save-every", t.save_every, "Checkpoint every K steps (default: only at the end)")
+      ->check(integer_in_range(0, int64_t{1} << 40));
+  app->add_option("--keep", t.keep, "Checkpoints kept, newest first (default 2)")->check(integer_in_range(1, 1 << 20));
+  app->add_flag("--keep-best", t.keep_best, "Also keep the checkpoint with the lowest val loss");
+  app->add_option("--early-stop-patience", t.early_stop_patience, "Stop after P evaluations without a better val loss")
+      ->check(integer_in_range(0, 1 << 20));
+  app->add_flag("--resume", t.resume, "Continue the run in --out from its latest checkpoint");
+  app->add_option("--log-every", opt->log_every, "Plain progress line every K steps when not on a terminal (default 10)")
+      ->check(integer_in_range(1, int64_t{1} << 40));
+
+  return {app, [opt] {
+            train::TrainOptions& t = opt->t;
+            t.data = expand_all(opt->data, "--data");
+            t.val = expand_all(opt->val, "--val");
+            t.token_dtype = io::parse_token_dtype(opt->token_dtype);
+            t.data_order = train::parse_data_order(opt->data_order);
+            t.schedule = train::parse_schedule_kind(opt->schedule);
+            t.optimizer.kind = train::parse_optimizer_kind(opt->optimizer);
+            t.optimizer.weight_decay =
+                opt->weight_decay.value_or(t.optimizer.kind == train::OptimizerKind::AdamW ? 0.1 : 0.0);
+            HYDRA_CHECK(opt->truncate == "error" || opt->truncate == "left", "--truncate: expected error or left, got '",
+                        opt->truncate, "'");
+            t.truncate_left = opt->truncate == "left";
+            t.freeze = opt->freeze;
+            if (!opt->train_heads.empty()) t.train_heads = parse_heads(opt->train_heads, "--train-heads");
+            for (const std::string& hd : opt->head_data) {
+              const size_t eq = hd.find('=');
+              HYDRA_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < hd.size(), "--head-data '", hd,
+                          "': expected K=PATH (e.g. 0=head0.bin)");
+              const std::vector<int64_t> k = parse_heads(hd.substr(0, eq), "--head-data");
+              HYDRA_CHECK(k.size() == 1, "--head-data '", hd, "': one head per option");
+              HYDRA_CHECK(!t.head_data.count(k[0]), "--head-data: head ", k[0], " is given twice");
+              t.head_data[k[0]] = expand(hd.substr(eq + 1), "--head-data");
+            }
+            t.created_by = std::string("hydra ") + kVersion;
+
+            train::Trainer trainer(t);  // every check happens here, before any work or write
+            const char* kill = std::getenv("HYDRA_TEST_KILL_AT");
+            const std::string kill_at = kill ? kill : "";
+            Progress progress(trainer.total_steps(), opt->log_every, kill_at);
+            if (kill_at.starts_with("save:")) {
+              // "save:S:<step name>": the commit of checkpoint step_S at that step.
+              const size_t colon = kill_at.find(':', 5);
+              const std::string dir = train::checkpoint_name(std::stoll(kill_at.substr(5, colon - 5)));
+              const std::string when = kill_at.substr(colon + 1);
+              // Only the named checkpoint: the hook compares the trainer's step count.
+              io::set_directory_commit_hook([dir, when, &trainer](const std::string& step) {
+                if (step == when && train::checkpoint_name(trainer.steps_done()) == dir) ::raise(SIGKILL);
+              });
+            }
+
+            std::printf("hydra train: %s -> %s%s\n", t.model_dir.c_str(), t.out_dir.c_str(),
+                        t.resume ? (" (resuming at step " + std::to_string(trainer.steps_done()) + ")").c_str() : "");
+            for (const std::string& line : trainer.describe()) std::printf("  %s\n", line.c_str());
+            std::printf("  threads: %d; blas: %s\n  simd: %s\n", num_threads(), blas_description().c_str(),
+                        simd_description().c_str());
+            std::fflush(stdout);
+            try {
+              trainer.run(progress);
+            } catch (const train::TrainingDiverged& e) {
+              progress.finish();
+              std::fprintf(stderr, "hydra: training stopped: %s\n", e.what());
+              return 1;
+            }
+            progress.finish();
+            std::printf("done: %lld steps; final model in %s (config.json, model.safetensors)\n",
+                        static_cast<long long>(trainer.steps_done()), t.out_dir.c_str());
+            return 0;
+          }};
+}
+
+}  // namespace hydra::cli

@@ -1,0 +1,94 @@
+#include "train/trainable.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "tensor/error.h"
+
+namespace hydra::train {
+
+namespace {
+// 16 floats = 64 bytes: every gradient starts on a cache line, as the parameters do.
+int64_t aligned(int64_t n) { return (n + 15) / 16 * 16; }
+}  // namespace
+
+bool decays(const std::string& name, const Tensor& param) {
+  return param.dim() == 2 && !name.ends_with("embeddings.weight");
+}
+
+TrainableParameters::TrainableParameters(nn::Module& model) {
+  for (auto& [name, t] : model.named_parameters()) {
+    if (!t->requires_grad()) continue;
+    HYDRA_CHECK(!t->is_meta(), "trainable parameter '", name, "' has no memory (a meta model cannot train)");
+    HYDRA_CHECK(t->dtype() == DType::Float32 && t->is_contiguous(), "trainable parameter '", name,
+                "' must be a dense float32 tensor");
+    params_.push_back({name, *t, Tensor(), slab_numel_, decays(name, *t)});
+    numel_ += t->numel();
+    slab_numel_ += aligned(t->numel());
+  }
+  HYDRA_CHECK(!params_.empty(), "nothing to train: every parameter of the model is frozen");
+  grad_slab_ = new_slab();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    params_[i].grad = view_in(grad_slab_, i);
+    const int64_t n = params_[i].param.numel();
+    for (int64_t b = 0; b < n; b += kChunk) chunks_.push_back({static_cast<int32_t>(i), b, std::min(n, b + kChunk)});
+  }
+  zero_grad();
+}
+
+Tensor TrainableParameters::new_slab() const {
+  Tensor slab = empty({slab_numel_}, DType::Float32);
+  float* p = slab.data<float>();
+  parallel_for(0, slab_numel_, int64_t{1} << 18, [&](int64_t lo, int64_t hi) {
+    std::memset(p + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
+  });
+  return slab;
+}
+
+Tensor TrainableParameters::view_in(const Tensor& slab, size_t i) const {
+  const TrainableParameter& p = params_.at(i);
+  return make_view(slab, p.param.shape(), contiguous_strides(p.param.shape()), p.slab_offset);
+}
+
+void TrainableParameters::zero_grad() {
+  float* g = grad_slab_.data<float>();
+  parallel_for(0, slab_numel_, int64_t{1} << 18, [&](int64_t lo, int64_t hi) {
+    std::memset(g + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
+  });
+  for (TrainableParameter& p : params_) p.param.impl()->grad = p.grad.impl_ptr();
+}
+
+double TrainableParameters::grad_norm() const {
+  // NOTE: one double partial sum per chunk, added in chunk order: the same bits for any thread count.
+  std::vector<double> partial(chunks_.size());
+  parallel_for(0, static_cast<int64_t>(chunks_.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const Chunk& ch = chunks_[c];
+      const float* g = params_[ch.param].grad.data<float>();
+      double s = 0;
+      for (int64_t i = ch.begin; i < ch.end; ++i) s += static_cast<double>(g[i]) * g[i];
+      partial[c] = s;
+    }
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  return std::sqrt(total);
+}
+
+void TrainableParameters::scale_grad(float c) {
+  for_each_chunk([&](const Chunk& ch) {
+    float* g = params_[ch.param].grad.data<float>();
+    for (int64_t i = ch.begin; i < ch.end; ++i) g[i] *= c;
+  });
+}
+
+std::string TrainableParameters::first_non_finite_grad() const {
+  for (const TrainableParameter& p : params_) {
+    const float* g = p.grad.data<float>();
+    for (int64_t i = 0, n = p.grad.numel(); i < n; ++i)
+      if (!std::isfinite(g[i])) return p.name;
+  }
+  return "";
+}
+
+}  // namespace hydra::train

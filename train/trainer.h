@@ -1,0 +1,192 @@
+// The training engine: full training and head fine-tuning of a HydraTransformer on the CPU.
+//
+// One optimizer step (Trainer::step):
+//   1. lr = schedule(step); zero the gradient slab.
+//   2. Read the step's K micro-batches from every data stream (one stream shared by the heads that read
+//      the common data, one per head with its own data), and count each head's targets over all K:
+//      head k's loss is Σ CE / Σ count over the whole step (token-weighted, hydra/loss.h).
+//   3. For each micro-batch and each group of heads reading the same batch:
+//        h = trunk(inputs)                     with a graph only if some trunk parameter trains;
+//        for each head k of the group:         (only trained heads run)
+//          loss_k = lm_head(head_k(h)) CE share / number of trained heads;  loss_k.backward()
+//        then the trunk's backward, once, from the gradient the heads summed into h (in head order).
+//      Running one head at a time keeps one head's activations and logits alive at a time, not N.
+//   4. The global gradient norm (pre-clip; non-finite stops the run, naming the first bad parameter),
+//      clipping with torch.nn.utils.clip_grad_norm_'s rule, then one fused optimizer pass.
+//
+// Trainer::run adds the loop around it: evaluation every eval_every steps, checkpoints every save_every
+// steps and at the end (the last `keep`, plus the best with keep_best), early stopping, and the files
+// in out_dir (see TrainOutputs). A run resumed from its latest checkpoint continues bit-identically to
+// one never interrupted: the data streams are pure functions of their cursors, the optimizer state and
+// every random stream are in the checkpoint, and the logs are cut back to the checkpoint's step.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hydra/hydra_transformer.h"
+#include "io/token_data.h"
+#include "train/checkpoint.h"
+#include "train/data.h"
+#include "train/evaluate.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+#include "train/trainable.h"
+
+namespace hydra::train {
+
+struct TrainOptions {
+  // Where from and where to.
+  std::string model_dir;  // the model to start from (config.json + model.safetensors)
+  std::string out_dir;    // checkpoints, logs and the final model
+
+  // Next-token objective: token files read as one stream in the order given.
+  std::vector<std::string> data;
+  std::vector<std::string> val;  // validation token files (or, for sft, one JSON Lines file)
+  io::TokenDType token_dtype = io::TokenDType::Auto;
+  DataOrder data_order = DataOrder::Shuffle;
+  // Per-head data: head -> its own files (token files, or one .jsonl for sft).
+  std::map<int64_t, std::vector<std::string>> head_data;
+  bool shard_by_head = false;  // head k reads only shard k of N contiguous shards of the data
+
+  // SFT objective (instead of `data`): a JSON Lines file of {"prompt", "answer"} and the tokenizer.
+  std::string sft;
+  std::string tokenizer;
+  bool sft_eos = false;
+  bool truncate_left = false;
+
+  // The shape of a step: grad_accum micro-batches of batch x seq.
+  int64_t batch = 8, seq = 256, grad_accum = 1;
+  int64_t steps = 0;   // optimizer steps; or
+  double epochs = 0;   // passes over the largest data stream (exactly one of the two is > 0)
+
+  OptimizerOptions optimizer;
+  double lr = 3e-4;
+  int64_t warmup = 0;
+  ScheduleKind schedule = ScheduleKind::Cosine;
+  double min_lr_ratio = 0.1;
+  double clip = 1.0;  // max global gradient norm; 0 turns clipping off
+
+  // What trains: everything but `freeze` (globs over parameter names), or with train_heads only those
+  // heads (everything else frozen).
+  std::vector<std::string> freeze;
+  std::vector<int64_t> train_heads;
+
+  uint64_t seed = 0;
+
+  // Evaluation, checkpoints.
+  int64_t eval_every = 0;          // 0: only at the end (when val is given)
+  int64_t eval_tokens = 1 << 16;   // the first N tokens of the val data (next-token)
+  int64_t eval_batch = 0;          // 0: the training batch
+  int64_t save_every = 0;          // 0: only at the end
+  int64_t keep = 2;                // checkpoints kept (the newest)
+  bool keep_best = false;          // also keep the one with the lowest val loss
+  int64_t early_stop_patience = 0;  // stop after P evals without improvement (0: never)
+  bool resume = false;
+
+  std::string created_by = "hydra";  // written into checkpoint manifests
+};
+
+// Per optimizer step.
+struct StepMetrics {
+  int64_t step = 0;
+  double lr = 0, loss = 0, grad_norm = 0;
+  std::vector<double> head_loss;  // per trained head, in trained_heads() order
+  int64_t tokens = 0;             // input positions through the trunk this step
+  double step_seconds = 0, tokens_per_s = 0, elapsed_s = 0;
+};
+
+// A non-finite loss or gradient: the run stops and the last checkpoint stays as it was. Not a
+// hydra::Error (a usage error): the command line exits 1 for it.
+class TrainingDiverged : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// What Trainer::run reports as it goes (the command line draws progress from it). Every hook is optional.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  virtual void on_micro_batch(int64_t /*step*/, int64_t /*micro_batch*/) {}
+  virtual void on_step(const StepMetrics&) {}
+  virtual void on_eval(int64_t /*step*/, const EvalResult&) {}
+  virtual void on_checkpoint(int64_t /*step*/, const std::string& /*path*/) {}
+  virtual void on_message(const std::string&) {}
+};
+
+class Trainer {
+ public:
+  // Checks every option and input (throws hydra::Error before any work or any write), loads the model
+  // (or, with resume, the latest checkpoint in out_dir, refusing one made with other arguments), opens
+  // and validates the data.
+  explicit Trainer(TrainOptions options);
+  ~Trainer();
+
+  // One optimizer step (see the top of this file).
+  StepMetrics step();
+  // The evaluation set of the run (val data), if any, through train/evaluate.h.
+  bool has_eval_data() const { return eval_data_ != nullptr; }
+  EvalResult evaluate();
+  // Writes out_dir/checkpoints/step_<N> and prunes old ones.
+  std::string save_checkpoint();
+  // The whole run; returns when the steps are done or early stopping ends it.
+  void run(TrainObserver& observer);
+
+  HydraTransformer& model() { return *model_; }
+  const TrainOptions& options() const { return options_; }
+  int64_t steps_done() const { return step_; }
+  int64_t total_steps() const { return schedule_.total_steps; }
+  const std::vector<int64_t>& trained_heads() const { return trained_heads_; }
+  const TrainableParameters& trainable() const { return *trainable_; }
+  // Lines describing the run: parameters, heads, data (the CLI prints them as its banner).
+  std::vector<std::string> describe() const;
+  // The arguments that must match for a resume (the model config, data, shapes, optimizer ...).
+  const nlohmann::json& run_identity() const { return identity_; }
+
+ private:
+  struct Group;  // heads reading the same batches, with their stream
+
+  void setup_trainable();
+  void setup_data();
+  void setup_identity();
+  void resume_from(const std::string& checkpoint_dir);
+  TrainingState training_state() const;
+  void prune_checkpoints();
+
+  TrainOptions options_;
+  HydraTransformerConfig data_config_;  // the model's config, read before the model itself
+  std::unique_ptr<HydraTransformer> model_;
+  std::vector<int64_t> trained_heads_;
+  bool trunk_trains_ = false;
+  std::unique_ptr<TrainableParameters> trainable_;
+  std::unique_ptr<Optimizer> optimizer_;
+  LrSchedule schedule_;
+  std::vector<Group> groups_;
+  std::shared_ptr<const Dataset> eval_data_;
+  bool sft_ = false;
+  std::vector<DataFileRecord> data_files_;
+  nlohmann::json identity_;
+
+  int64_t step_ = 0, tokens_seen_ = 0;
+  double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  TrainObserver* observer_ = nullptr;  // during run()
+  // Early stopping and keep_best.
+  double best_val_loss_ = 0;
+  int64_t best_step_ = -1, evals_since_best_ = 0;
+};
+
+// "step_00000042": the name of a checkpoint directory inside out_dir/checkpoints.
+std::string checkpoint_name(int64_t step);
+// The checkpoints in out_dir/checkpoints, oldest first, as (step, path).
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& out_dir);
+
+}  // namespace hydra::train
