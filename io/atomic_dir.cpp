@@ -151,6 +151,12 @@ void remove_dead_temps(const Names& n) {
 
 void set_directory_commit_hook(std::function<void(const std::string& step)> hook) { commit_hook() = std::move(hook); }
 
+std::string target_of_aside_name(const std::string& file_name) {
+  constexpr std::string_view kSuffix = ".hydra-old";
+  if (file_name.size() <= kSuffix.size() + 1 || file_name[0] != '.' || !file_name.ends_with(kSuffix)) return "";
+  return file_name.substr(1, file_name.size() - 1 - kSuffix.size());
+}
+
 std::string committed_directory(const std::string& target) {
   const Names n = names_of(target);
   std::error_code ec;

@@ -62,6 +62,9 @@ class DirectoryWriter {
 // middle of a replace; target when neither exists (so the caller's "not found" names it).
 std::string committed_directory(const std::string& target);
 
+// The target name an aside copy's file name stands for (".x.hydra-old" -> "x"), or "" if it is not one.
+std::string target_of_aside_name(const std::string& file_name);
+
 // Finishes or undoes an interrupted replace and removes dead writers' temp dirs (see above).
 void recover_directory(const std::string& target);
 

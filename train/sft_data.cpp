@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <sstream>
 
+#include "io/input_file.h"
 #include "io/json_file.h"
+#include "tensor/machine_memory.h"
 
 namespace hydra::train {
 
@@ -28,7 +30,10 @@ std::shared_ptr<SftDataset> SftDataset::load(const std::string& path, const io::
     eos = tokenizer.token_id(options.eos_token);
     HYDRA_CHECK(eos.has_value(), "--sft-eos: the tokenizer has no token '", options.eos_token, "'");
   }
-  const std::string text = io::read_file_bytes(path, "an SFT JSON Lines file");
+  // Held in memory with its ids (at most 4 bytes per byte of text): 5x the file must fit.
+  const io::InputFile file = io::InputFile::open(path, "SFT JSON Lines file");
+  check_fits_in_memory(5 * file.size(), "reading " + path);
+  const std::string text = file.read_all(file.size());
   std::istringstream in(text);
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
