@@ -128,7 +128,9 @@ TEST_CASE("load_model_dir: float32 weights are used in place, copy-on-write, and
   const auto ranges = mapped_ranges(weights);
   REQUIRE(!ranges.empty());
   const auto saved_state = saved->state_dict();
-  for (const auto& [name, t] : loaded->state_dict()) {
+  for (const auto& entry : loaded->state_dict()) {
+    const std::string& name = entry.first;  // (not a structured binding: clang 14 cannot capture those)
+    const Tensor& t = entry.second;
     INFO(name);
     CHECK(inside(ranges, t.raw_data()));  // a view of the mapping: nothing was copied
     CHECK(float_bytes(t) == float_bytes(saved_state.at(name)));

@@ -86,7 +86,9 @@ TEST_CASE("InputFile refuses FIFOs, devices, symlinks to them and directories wi
       {dir.path.string(), "it is a directory, not a regular file"},
       {dir.file("missing"), "No such file or directory"},
   };
-  for (const auto& [path, message] : cases) {
+  for (const auto& c : cases) {
+    const std::string& path = c.first;  // (not a structured binding: clang 14 cannot capture those)
+    const std::string& message = c.second;
     expect_refused_quickly("InputFile " + path, [&] { InputFile::open(path, "test file"); }, message);
     // Every reader goes through it.
     expect_refused_quickly("read_json_file " + path, [&] { read_json_file(path, "config", 1 << 20); }, message);
