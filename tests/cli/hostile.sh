@@ -101,6 +101,9 @@ expect 2 "building the model (75" -- env HYDRA_MEMORY_LIMIT_MB=200 timeout 60 "$
 expect 2 "more than this machine's memory (200.00 MiB)" -- env HYDRA_MEMORY_LIMIT_MB=200 timeout 60 "$hydra" init --preset small --out "$dir/never"
 ids=$(seq -s, 1 4000)
 expect 2 "a tensor needs" -- env HYDRA_MEMORY_LIMIT_MB=200 timeout 60 "$hydra" forward "$dir/m" --tokens "$ids;$ids;$ids" --out "$dir/l.npy"
+head -c 1048576 /dev/zero | tr '\0' 'y' >"$dir/mib.txt"
+expect 2 "tokenizing $dir/mib.txt needs 2.00 MiB (2097152 bytes), more than this machine's memory (1.00 MiB)" -- \
+  env HYDRA_MEMORY_LIMIT_MB=1 timeout 60 "$hydra" tokenize --tokenizer "$tok" "$dir/mib.txt" --out "$dir/t.bin"
 # The 75M-parameter preset's config beside the tiny weights: refused from the header, no 300 MB model built.
 config_with "$dir/c6" 's/"vocab_size": 4096/"vocab_size": 16384/; s/"d_model": 256/"d_model": 512/; s/"hidden_size": 1024/"hidden_size": 2048/; s/"head_dim": 64/"head_dim": 128/'
 rss=$(/usr/bin/time -f '%M' "$hydra" forward "$dir/c6" --tokens 1 --out "$dir/l.npy" 2>&1 >/dev/null | tail -1)
