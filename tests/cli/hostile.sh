@@ -41,8 +41,12 @@ h forward "$dir/m" --tokens "1,2" --out "$dir/ids.npy.src" >/dev/null  # any .np
 mkfifo "$dir/fifo"
 ln -s /dev/zero "$dir/zero-link"
 ln -s "$dir/fifo" "$dir/fifo-link"
-for special in "$dir/fifo" /dev/zero "$dir/zero-link" "$dir/fifo-link"; do
-  case "$special" in *fifo*) what="it is a FIFO (named pipe), not a regular file" ;; *) what="it is a character device, not a regular file" ;; esac
+not_a_file() {  # the message for a special file
+  case "$1" in *fifo*) echo "it is a FIFO (named pipe), not a regular file" ;; *) echo "it is a character device, not a regular file" ;; esac
+}
+# Every reader, with a FIFO and with /dev/zero.
+for special in "$dir/fifo" /dev/zero; do
+  what=$(not_a_file "$special")
   # A model directory whose config.json, then whose model.safetensors, is the special file.
   for part in config.json model.safetensors; do
     rm -rf "$dir/sm" && mkdir "$dir/sm" && cp "$dir/m/config.json" "$dir/m/model.safetensors" "$dir/sm/"
@@ -63,6 +67,13 @@ for special in "$dir/fifo" /dev/zero "$dir/zero-link" "$dir/fifo-link"; do
   rm -rf "$dir/hf" && cp -r "$fixtures/hf_olmo2_tiny" "$dir/hf"
   rm "$dir/hf/model-00002-of-00002.safetensors" && ln -s "$special" "$dir/hf/model-00002-of-00002.safetensors"
   expect 2 "$what" -- h convert "$dir/hf" --out "$dir/never"
+done
+# Symlinks to them, given directly (the model directories above already reach them through symlinks).
+for special in "$dir/zero-link" "$dir/fifo-link"; do
+  what=$(not_a_file "$special")
+  expect 2 "$what" -- h data-info "$special" --vocab-size 10
+  expect 2 "$what" -- h tokenize --tokenizer "$tok" "$special" --out "$dir/t.bin"
+  expect 2 "$what" -- h forward "$dir/m" --tokens-file "$special" --out "$dir/l.npy"
 done
 same "special inputs" "$dir/l.npy" "$dir/l.keep"
 same "special inputs" "$dir/t.bin" "$dir/t.keep"
