@@ -2,6 +2,7 @@
 #pragma once
 
 #include "autograd/grad_mode.h"
+#include "autograd/ops_dropout.h"
 #include "autograd/ops_elementwise.h"
 #include "autograd/ops_index.h"
 #include "autograd/ops_join.h"

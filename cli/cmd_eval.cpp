@@ -2,6 +2,8 @@
 //
 //   hydra eval runs/tiny --data val.bin --seq 256
 //   hydra eval runs/sft --sft qa.jsonl --tokenizer tokenizer.json --json
+//   hydra eval runs/judge --objective uncertainty --sft qa.jsonl --tokenizer tokenizer.json --judge-head 3
+//       --answer-head 0 --reliability-svg judge.svg
 //
 // Prints each head's loss and perplexity, the loss of the mean-logits ensemble and of the product of
 // experts, the heads' disagreement and, for SFT data, the exact-match accuracy of each head's and the
@@ -16,6 +18,7 @@
 #include "hydra/model_dir.h"
 #include "io/tokenizer.h"
 #include "train/evaluate.h"
+#include "train/judge.h"
 #include "train/sft_data.h"
 
 namespace hydra::cli {
@@ -26,6 +29,8 @@ Command add_eval_command(CLI::App& hydra) {
     std::vector<std::string> data;
     int64_t batch = 8, seq = 256, max_batches = 0, eval_tokens = 0;
     bool json = false, sft_eos = false;
+    std::string objective, judge_tokens = "A,B", svg = "reliability.svg";
+    train::JudgeOptions judge;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* app = hydra.add_subcommand("eval", "Evaluate a model's heads and their combinations on token data or SFT pairs");
@@ -44,6 +49,15 @@ Command add_eval_command(CLI::App& hydra) {
       ->check(integer_in_range(2, int64_t{1} << 50));
   app->add_option("--heads", opt->heads, "Heads to evaluate, e.g. 0,2 (default: all)");
   app->add_flag("--json", opt->json, "Print the result as JSON");
+  app->add_option("--objective", opt->objective,
+                  "uncertainty: score a judge head's verdicts on the answer head's answers to --sft rows");
+  app->add_option("--judge-head", opt->judge.judge_head, "uncertainty: the judge head");
+  app->add_option("--answer-head", opt->judge.answer_head, "uncertainty: the head whose answers are judged");
+  app->add_option("--max-answer-tokens", opt->judge.max_answer_tokens, "uncertainty: greedy answer length (default 1)")
+      ->check(integer_in_range(1, 4096));
+  app->add_option("--judge-tokens", opt->judge_tokens, "uncertainty: the 'right' and 'wrong' tokens (default A,B)");
+  app->add_option("--judge-template", opt->judge.judge_template, "uncertainty: the judge's text, with {prompt} and {answer}");
+  app->add_option("--reliability-svg", opt->svg, "uncertainty: where the reliability diagram goes (default reliability.svg)");
   return {app, [opt] {
             HYDRA_CHECK(opt->data.empty() != opt->sft.empty(), opt->data.empty() ? "eval: give --data or --sft"
                                                                                  : "eval: --data and --sft cannot be combined");
@@ -52,6 +66,41 @@ Command add_eval_command(CLI::App& hydra) {
                         opt->truncate, "'");
             const HydraTransformerConfig config = load_model_config(opt->model);
             const int64_t V = config.base_config.vocab_size;
+            HYDRA_CHECK(opt->objective.empty() || opt->objective == "uncertainty",
+                        "--objective: hydra eval takes uncertainty (or nothing), got '", opt->objective, "'");
+            if (opt->objective == "uncertainty") {
+              HYDRA_CHECK(!opt->sft.empty(), "eval --objective uncertainty reads prompt/answer rows: give --sft");
+              HYDRA_CHECK(opt->judge.judge_head >= 0 && opt->judge.answer_head >= 0,
+                          "eval --objective uncertainty needs --judge-head U and --answer-head A");
+              const size_t comma = opt->judge_tokens.find(',');
+              HYDRA_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < opt->judge_tokens.size(),
+                          "--judge-tokens: expected RIGHT,WRONG (e.g. A,B), got '", opt->judge_tokens, "'");
+              opt->judge.token_a = opt->judge_tokens.substr(0, comma);
+              opt->judge.token_b = opt->judge_tokens.substr(comma + 1);
+              opt->judge.validate(config.n_heads);
+              const io::Tokenizer tokenizer = io::Tokenizer::load(opt->tokenizer);
+              const auto [id_a, id_b] = train::judge_token_ids(tokenizer, opt->judge, V);
+              auto model = load_model_dir(opt->model);
+              train::JudgeDataset rows(train::prepare_judge_examples(*model, opt->sft, tokenizer, opt->judge, opt->seq),
+                                       opt->sft, config.base_config.d_model);
+              const train::JudgeEval e =
+                  train::evaluate_judge(*model, rows, opt->judge.judge_head, id_a, id_b, opt->batch);
+              const std::string why = train::plot_reliability(opt->svg, e);
+              if (opt->json) {
+                nlohmann::json j = e.to_json();
+                j["reliability_svg"] = why.empty() ? nlohmann::json(opt->svg) : nlohmann::json(nullptr);
+                std::cout << j.dump(2) << "\n";
+                return 0;
+              }
+              std::printf("judge head %lld on head %lld's answers to %s (%lld rows)\n  Brier %.4f (a constant "
+                          "predictor: %.4f)\n  answer head right on %.4f\n  AUROC %.4f\n  ECE %.4f (10 bins)\n",
+                          static_cast<long long>(opt->judge.judge_head), static_cast<long long>(opt->judge.answer_head),
+                          opt->sft.c_str(), static_cast<long long>(e.rows), e.brier, e.accuracy * (1 - e.accuracy),
+                          e.accuracy, e.auroc, e.ece);
+              std::printf(why.empty() ? "  reliability diagram: %s\n" : "  reliability diagram not drawn: %s\n",
+                          why.empty() ? opt->svg.c_str() : why.c_str());
+              return 0;
+            }
             std::vector<int64_t> heads;
             if (opt->heads.empty()) {
               for (int64_t k = 0; k < config.n_heads; ++k) heads.push_back(k);

@@ -1,6 +1,7 @@
 // `hydra info DIR_or_PRESET`: the config, parameter counts per part, and the memory a forward, a full
 // training step and a head-only fine-tuning step need (estimates, from shapes alone: works for
-// olmo2-7b through a meta build).
+// olmo2-7b through a meta build). A model directory with LoRA adapters also shows them (validated
+// against the model, as loading would).
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -8,6 +9,7 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "hydra/lora.h"
 #include "hydra/model_dir.h"
 #include "io/safetensors.h"
 #include "tensor/machine_memory.h"
@@ -92,12 +94,23 @@ Command add_info_command(CLI::App& hydra) {
             }
             // A meta build: the real module tree, counted, with no parameter memory.
             auto model = config.build("meta");
+            if (is_dir) load_lora_files(opt->target, *model);  // meta adapters: counted, not allocated
+            const std::optional<LoraInfo> lora = lora_info(*model);
             const auto& b = config.base_config;
             std::cout << "model: " << (is_dir ? opt->target : "preset " + opt->target) << "\n"
                       << "base:  " << b.summary() << "\n"
                       << "hydra: trunk " << config.trunk_layers << " blocks, " << config.n_heads << " heads x "
                       << config.head_layers << " blocks, shared lm_head\n"
-                      << weights_line << "\n"
+                      << weights_line;
+            if (lora) {
+              std::cout << "lora:  rank " << lora->config.rank << ", alpha " << lora->config.effective_alpha()
+                        << ", dropout " << lora->config.dropout << ", targets";
+              for (const auto& t : lora->config.targets) std::cout << " " << t;
+              std::cout << ": " << lora->linears.size() << " linears in heads";
+              for (int64_t k : lora->heads) std::cout << " " << k;
+              std::cout << "\n";
+            }
+            std::cout << "\n"
                       << "parameters\n";
             auto row = [](const std::string& what, int64_t n) {
               std::cout << "  " << std::left << std::setw(26) << what << std::right << std::setw(16) << with_commas(n)
@@ -107,8 +120,10 @@ Command add_info_command(CLI::App& hydra) {
             row("trunk blocks", config.trunk_layers * config.block_params());
             for (int64_t k = 0; k < config.n_heads; ++k) row("head " + std::to_string(k), config.head_params());
             row("lm_head (norm + w_out)", config.lm_head_params());
+            if (lora) row("LoRA adapters", lora->num_params);
             row("total", model->num_params());
-            HYDRA_ASSERT(model->num_params() == config.num_params(), "built model and config disagree on the count");
+            HYDRA_ASSERT(model->num_params() - (lora ? lora->num_params : 0) == config.num_params(),
+                         "built model and config disagree on the count");
             Estimate e = estimate(config, opt->batch, opt->seq);
             std::cout << "\nmemory estimate, float32, batch " << opt->batch << " x seq " << opt->seq << "\n"
                       << "  forward (no grad)         " << human_bytes(e.forward) << "\n"

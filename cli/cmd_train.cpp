@@ -4,6 +4,9 @@
 //   hydra train models/tiny --data 'shards/train_*.bin' --out runs/heads --train-heads 0,2 --lr 1e-3
 //   hydra train models/tiny --data train.bin --shard-by-head --freeze 'trunk.*' --out runs/shards --steps 200
 //   hydra train models/tiny --sft qa.jsonl --tokenizer tokenizer.json --out runs/sft --epochs 3
+//   hydra train models/tiny --data train.bin --train-heads 1 --lora-rank 8 --out runs/lora --steps 300
+//   hydra train runs/sft --objective uncertainty --sft qa.jsonl --tokenizer tokenizer.json --judge-head 3
+//       --answer-head 0 --out runs/judge --epochs 5
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
 //
 // On a terminal one progress line is redrawn in place; otherwise one plain line every --log-every steps.
@@ -117,6 +120,12 @@ class Progress : public train::TrainObserver {
     if (e.has_exact_match) os << " | exact match ensemble " << fixed(e.ensemble_exact_match);
     say(os.str());
   }
+  void on_judge_eval(int64_t step, const train::JudgeEval& e) override {
+    std::ostringstream os;
+    os << "eval @ step " << step << ": judge Brier " << fixed(e.brier) << " | answer head right on "
+       << fixed(e.accuracy) << " | AUROC " << fixed(e.auroc) << " | ECE " << fixed(e.ece);
+    say(os.str());
+  }
   void on_checkpoint(int64_t step, const std::string& path) override {
     say("checkpoint @ step " + std::to_string(step) + ": " + path);
   }
@@ -153,6 +162,12 @@ Command add_train_command(CLI::App& hydra) {
     std::string train_heads, truncate = "error";
     std::optional<double> weight_decay;
     int64_t log_every = 10;
+    std::string objective;
+    std::string judge_tokens = "A,B";
+    train::JudgeOptions judge;
+    int64_t lora_rank = 0;
+    double lora_alpha = 0, lora_dropout = 0;
+    std::string lora_targets = "w1,w2,w3";
   };
   auto opt = std::make_shared<Options>();
   train::TrainOptions& t = opt->t;
@@ -171,6 +186,16 @@ Command add_train_command(CLI::App& hydra) {
   app->add_option("--sft", t.sft, "Supervised fine-tuning on a JSON Lines file of {\"prompt\", \"answer\"} (instead of --data)");
   app->add_option("--tokenizer", t.tokenizer, "tokenizer.json for --sft");
   app->add_flag("--sft-eos", t.sft_eos, "Append the end-of-text token to each answer (counted in the loss)");
+  app->add_option("--objective", opt->objective,
+                  "next-token (with --data), sft (with --sft) or uncertainty (a judge head on --sft rows)");
+  app->add_option("--judge-head", opt->judge.judge_head, "uncertainty: the head that learns to judge (it alone trains)");
+  app->add_option("--answer-head", opt->judge.answer_head, "uncertainty: the head whose answers are judged");
+  app->add_option("--max-answer-tokens", opt->judge.max_answer_tokens, "uncertainty: greedy answer length (default 1)")
+      ->check(integer_in_range(1, 4096));
+  app->add_option("--judge-tokens", opt->judge_tokens, "uncertainty: the 'right' and 'wrong' tokens (default A,B)");
+  app->add_option("--judge-template", opt->judge.judge_template,
+                  "uncertainty: the judge's text, with {prompt} and {answer} (default \"{prompt} Answer: {answer}\\n"
+                  "Task: Reply A (correct) or B (wrong): \")");
   app->add_option("--truncate", opt->truncate, "A row longer than --seq: error (default) or left (drop prompt tokens)");
   // Shape of a step.
   app->add_option("--steps", t.steps, "Optimizer steps")->check(integer_in_range(1, int64_t{1} << 40));
@@ -193,6 +218,14 @@ Command add_train_command(CLI::App& hydra) {
   // What trains.
   app->add_option("--freeze", opt->freeze, "Freeze parameters matching a glob (e.g. 'trunk.*'); repeatable");
   app->add_option("--train-heads", opt->train_heads, "Train only these heads, e.g. 0,2 (everything else frozen)");
+  app->add_option("--lora-rank", opt->lora_rank, "Train LoRA adapters of this rank instead of the weights (heads only)")
+      ->check(integer_in_range(1, 1 << 16));
+  app->add_option("--lora-alpha", opt->lora_alpha, "LoRA alpha: the adapter's output is scaled by alpha/rank (default 2*rank)");
+  app->add_option("--lora-dropout", opt->lora_dropout, "Dropout on the adapters' input while training (default 0)");
+  app->add_option("--lora-targets", opt->lora_targets,
+                  "Linears that get adapters: names (w1,w2,w3, w_q, ...) inside the trained heads, or dotted globs "
+                  "(default w1,w2,w3)");
+  app->add_flag("--merge-lora", t.merge_lora, "Fold the adapters into the final model's weights");
   app->add_option("--seed", t.seed, "Seed of the data order (and every other random choice) (default 0)");
   // Evaluation, checkpoints, logging.
   app->add_option("--eval-every", t.eval_every, "Evaluate on --val every K steps (default: only at the end)")
@@ -233,6 +266,39 @@ Command add_train_command(CLI::App& hydra) {
               HYDRA_CHECK(k.size() == 1, "--head-data '", hd, "': one head per option");
               HYDRA_CHECK(!t.head_data.count(k[0]), "--head-data: head ", k[0], " is given twice");
               t.head_data[k[0]] = expand(hd.substr(eq + 1), "--head-data");
+            }
+            if (opt->lora_rank > 0) {
+              nn::LoraConfig lora;
+              lora.rank = opt->lora_rank;
+              lora.alpha = opt->lora_alpha;
+              lora.dropout = opt->lora_dropout;
+              lora.targets.clear();
+              std::stringstream in(opt->lora_targets);
+              for (std::string part; std::getline(in, part, ',');) lora.targets.push_back(part);
+              t.lora = lora;
+            } else {
+              HYDRA_CHECK(opt->lora_alpha == 0 && opt->lora_dropout == 0 && opt->lora_targets == "w1,w2,w3",
+                          "--lora-alpha, --lora-dropout and --lora-targets need --lora-rank");
+            }
+            const std::string objective =
+                !opt->objective.empty() ? opt->objective : (t.sft.empty() ? "next-token" : "sft");
+            HYDRA_CHECK(objective == "next-token" || objective == "sft" || objective == "uncertainty",
+                        "--objective: expected next-token, sft or uncertainty, got '", objective, "'");
+            HYDRA_CHECK(objective != "next-token" || t.sft.empty(), "--objective next-token reads --data, not --sft");
+            HYDRA_CHECK(objective == "next-token" || !t.sft.empty(), "--objective ", objective,
+                        " reads prompt/answer rows: give --sft FILE.jsonl");
+            if (objective == "uncertainty") {
+              HYDRA_CHECK(opt->judge.judge_head >= 0 && opt->judge.answer_head >= 0,
+                          "--objective uncertainty needs --judge-head U and --answer-head A");
+              const size_t comma = opt->judge_tokens.find(',');
+              HYDRA_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < opt->judge_tokens.size(),
+                          "--judge-tokens: expected RIGHT,WRONG (e.g. A,B), got '", opt->judge_tokens, "'");
+              opt->judge.token_a = opt->judge_tokens.substr(0, comma);
+              opt->judge.token_b = opt->judge_tokens.substr(comma + 1);
+              t.judge = opt->judge;
+            } else {
+              HYDRA_CHECK(opt->judge.judge_head < 0 && opt->judge.answer_head < 0,
+                          "--judge-head and --answer-head belong to --objective uncertainty");
             }
             t.created_by = std::string("hydra ") + kVersion;
 

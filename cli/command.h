@@ -55,6 +55,7 @@ Command add_forward_command(CLI::App& hydra);
 Command add_data_info_command(CLI::App& hydra);
 Command add_convert_command(CLI::App& hydra);
 Command add_export_command(CLI::App& hydra);
+Command add_merge_lora_command(CLI::App& hydra);
 Command add_selfcheck_command(CLI::App& hydra);
 Command add_tokenize_command(CLI::App& hydra);
 Command add_train_command(CLI::App& hydra);

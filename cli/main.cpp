@@ -53,6 +53,7 @@ int run(int argc, char** argv) {
       add_data_info_command(app),
       add_convert_command(app),
       add_export_command(app),
+      add_merge_lora_command(app),
       add_selfcheck_command(app),
       add_tokenize_command(app),
       add_train_command(app),

@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 
+#include "hydra/lora.h"
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
@@ -339,6 +340,8 @@ std::map<std::string, Tensor> hf_state_for_head(const HydraTransformer& model, i
   const HydraTransformerConfig& c = model.config();
   HYDRA_CHECK(head >= 0 && head < c.n_heads, "export: head ", head, " is outside [0, ", c.n_heads, ")");
   HYDRA_CHECK(!model.is_meta(), "export: a meta model has no weights");
+  HYDRA_CHECK(!has_lora_adapters(model), "export: the model has LoRA adapters; merge them into the weights first "
+              "(merge_lora_adapters, hydra/lora.h)");
   const std::string head_prefix = "heads." + std::to_string(head) + ".blocks.";
   std::map<std::string, Tensor> hf;
   for (const auto& [name, t] : model.state_dict()) {

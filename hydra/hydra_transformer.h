@@ -14,6 +14,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -97,6 +98,9 @@ class HydraTransformer : public nn::Module {
   Trunk trunk;
   std::vector<std::unique_ptr<Head>> heads;
   nn::LMHead lm_head;
+  // The target patterns the model's LoRA adapters were added with (hydra/lora.h keeps it); empty
+  // without adapters.
+  std::vector<std::string> lora_targets;
 
  private:
   std::vector<int64_t> select_heads(const HeadIndices& head_indices, const char* op) const;

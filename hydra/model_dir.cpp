@@ -8,6 +8,7 @@
 #include <sstream>
 #include <vector>
 
+#include "hydra/lora.h"
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
 #include "io/input_file.h"
@@ -22,7 +23,8 @@ namespace fs = std::filesystem;
 void write_model_files(const std::string& dir, const HydraTransformer& model) {
   HYDRA_CHECK(!model.is_meta(), "save_model_dir: a meta model has no weights to save");
   io::write_file_atomic((fs::path(dir) / "config.json").string(), model.config().to_json().dump(2) + "\n");
-  io::save_safetensors((fs::path(dir) / "model.safetensors").string(), model.state_dict(), {{"format", "hydra"}});
+  io::save_safetensors((fs::path(dir) / "model.safetensors").string(), base_state_dict(model), {{"format", "hydra"}});
+  write_lora_files(dir, model);  // adapters.safetensors + adapter_config.json, when the model has adapters
 }
 
 void save_model_dir(const std::string& dir, const HydraTransformer& model) {
@@ -125,6 +127,7 @@ std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {
   } catch (const Error& e) {
     throw Error(weights + ": " + e.what());
   }
+  load_lora_files(dir, *model);  // applies adapter_config.json + adapters.safetensors when present
   return model;
 }
 

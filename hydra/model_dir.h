@@ -1,5 +1,7 @@
 // A model directory: config.json (the HydraTransformerConfig with its format version) and
 // model.safetensors (every parameter by its contract name; float32 as Hydra writes it, F16/BF16 read too).
+// A model with LoRA adapters also has adapters.safetensors and adapter_config.json (hydra/lora.h);
+// model.safetensors then holds the base weights only, and loading applies the adapters.
 //
 // Writing is atomic at the directory level (io/atomic_dir.h): everything goes into a temporary sibling
 // directory that is fsynced and renamed into place, so a crash leaves either no directory or a complete
@@ -26,8 +28,8 @@ namespace hydra {
 
 // Writes `model` to `dir`, which must not exist yet (refusing to overwrite keeps old work safe).
 void save_model_dir(const std::string& dir, const HydraTransformer& model);
-// Writes config.json and model.safetensors into the existing directory `dir` (each file atomically);
-// save_model_dir and the checkpoint writer call it on their temp directory.
+// Writes config.json and model.safetensors (and the adapter files, if any) into the existing directory
+// `dir` (each file atomically); save_model_dir and the checkpoint writer call it on their temp directory.
 void write_model_files(const std::string& dir, const HydraTransformer& model);
 // Reads config.json only (no weights): enough for `hydra info` and meta builds.
 HydraTransformerConfig load_model_config(const std::string& dir);
@@ -35,8 +37,8 @@ HydraTransformerConfig load_model_config(const std::string& dir);
 // their shapes, in float dtypes (see the top of this file).
 void check_weights_match_config(const io::SafetensorsHeader& header, const HydraTransformerConfig& config,
                                 const std::string& file);
-// Reads the config and the weights (see the top of this file); every error names the file and what is
-// wrong.
+// Reads the config and the weights (see the top of this file), then the adapters when
+// adapter_config.json is present; every error names the file and what is wrong.
 std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir);
 // Error naming the first tensor (in name order) that holds a NaN or an infinity, and its index.
 void check_finite_weights(const nn::StateDict& state, const std::string& file);

@@ -37,4 +37,20 @@ size_t utf8_invalid_offset(std::string_view text) {
   return std::string_view::npos;
 }
 
+std::string utf8_replace_invalid(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const size_t bad = utf8_invalid_offset(text);
+    if (bad == std::string_view::npos) {
+      out.append(text);
+      break;
+    }
+    out.append(text.substr(0, bad));
+    out.append("\xEF\xBF\xBD");
+    text.remove_prefix(bad + 1);
+  }
+  return out;
+}
+
 }  // namespace hydra::io

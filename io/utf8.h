@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace hydra::io {
@@ -14,6 +15,10 @@ namespace hydra::io {
 // The offset of the first byte that starts an invalid sequence, or std::string_view::npos if `text` is
 // valid UTF-8.
 size_t utf8_invalid_offset(std::string_view text);
+
+// `text` with each invalid byte replaced by U+FFFD (EF BF BD), as Python's
+// bytes.decode("utf-8", errors="replace") does for text decoded from arbitrary token ids.
+std::string utf8_replace_invalid(std::string_view text);
 
 // The length in bytes of the UTF-8 sequence whose lead byte is `lead` (1 for anything that is not a
 // multi-byte lead byte). For valid text only.

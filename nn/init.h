@@ -17,5 +17,11 @@ namespace hydra::nn {
 void init_normal_(Tensor& t, Generator& gen, double std);
 // t = 1 everywhere.
 void init_ones_(Tensor& t);
+// t = 0 everywhere.
+void init_zeros_(Tensor& t);
+// torch.nn.init.kaiming_uniform_(t, a) with its defaults (mode fan_in, leaky_relu): t (out, in) =
+// uniform(−bound, bound), bound = √3 · gain / √in, gain = √(2 / (1 + a²)); drawn from gen. LoRA's A
+// uses a = √5, which makes bound = 1/√in (nn/lora.h).
+void init_kaiming_uniform_(Tensor& t, Generator& gen, double a);
 
 }  // namespace hydra::nn

@@ -1,6 +1,7 @@
 #include "nn/linear.h"
 
 #include "autograd/ops.h"
+#include "nn/lora.h"
 
 namespace hydra::nn {
 
@@ -55,6 +56,29 @@ Linear::Linear(int64_t in_features_, int64_t out_features_) : in_features(in_fea
   register_parameter("weight", weight, {out_features, in_features});
 }
 
-Tensor Linear::forward(const Tensor& x) const { return linear(x, weight); }
+Linear::~Linear() = default;
+
+Tensor Linear::forward(const Tensor& x) const {
+  if (!lora) return linear(x, weight);
+  return lora_linear(x, weight, lora->lora_A.weight, lora->lora_B.weight, lora->scaling, lora->dropout,
+                     lora->dropout_gen);
+}
+
+void Linear::attach_lora(std::unique_ptr<LoraAdapter> adapter) {
+  HYDRA_CHECK(!lora, "Linear: it already has a LoRA adapter");
+  HYDRA_CHECK(adapter->lora_A.in_features == in_features && adapter->lora_B.out_features == out_features,
+              "Linear: a LoRA adapter for [", adapter->lora_B.out_features, ", ", adapter->lora_A.in_features,
+              "] does not fit a weight of [", out_features, ", ", in_features, "]");
+  lora = std::move(adapter);
+  register_module("lora_A", lora->lora_A);
+  register_module("lora_B", lora->lora_B);
+}
+
+std::unique_ptr<LoraAdapter> Linear::detach_lora() {
+  HYDRA_CHECK(lora, "Linear: it has no LoRA adapter to remove");
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  return std::move(lora);
+}
 
 }  // namespace hydra::nn

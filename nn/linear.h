@@ -5,9 +5,12 @@
 // Backward (through autograd matmul): dx = dy W, dW = dyᵀ x summed over all N rows.
 //
 // linear_reference is the same map built from broadcasting, mul and sum (no matmul), for the tests.
+//
+// A Linear may carry a LoRA adapter (nn/lora.h); forward then adds it.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "nn/module.h"
 
@@ -18,16 +21,25 @@ Tensor linear(const Tensor& x, const Tensor& weight);
 // The same result as Σ_in x[..., 1, in] * weight[out, in], materialising (N, out, in): tests only.
 Tensor linear_reference(const Tensor& x, const Tensor& weight);
 
+class LoraAdapter;  // nn/lora.h
+
 class Linear : public Module {
  public:
   // weight: [out_features, in_features], registered as "weight" (a meta tensor until materialized).
   Linear(int64_t in_features, int64_t out_features);
+  ~Linear() override;
 
-  // x (..., in_features) -> (..., out_features).
+  // x (..., in_features) -> (..., out_features); with an adapter, lora_linear (nn/lora.h).
   Tensor forward(const Tensor& x) const;
+
+  // Installs `adapter`, registering its lora_A and lora_B as children, or removes and returns it.
+  // Use nn::add_lora / nn::merge_lora (nn/lora.h), which call these.
+  void attach_lora(std::unique_ptr<LoraAdapter> adapter);
+  std::unique_ptr<LoraAdapter> detach_lora();
 
   int64_t in_features, out_features;
   Tensor weight;
+  std::unique_ptr<LoraAdapter> lora;  // null without an adapter
 };
 
 }  // namespace hydra::nn

@@ -21,17 +21,30 @@ void Module::register_module(const std::string& name, Module& child) {
   children_.push_back({name, &child});
 }
 
-std::vector<std::pair<std::string, Tensor*>> Module::named_parameters() {
-  std::vector<std::pair<std::string, Tensor*>> out;
-  // Explicit stack of (module, prefix), children pushed in reverse so they pop in registration order.
+void Module::unregister_module(const std::string& name) {
+  auto it = std::find_if(children_.begin(), children_.end(), [&](const auto& c) { return c.first == name; });
+  HYDRA_ASSERT(it != children_.end(), "module '", name, "' is not registered");
+  children_.erase(it);
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules() {
+  std::vector<std::pair<std::string, Module*>> out;
+  // Explicit stack of (module, path), children pushed in reverse so they pop in registration order.
   std::vector<std::pair<Module*, std::string>> stack{{this, ""}};
   while (!stack.empty()) {
-    auto [m, prefix] = stack.back();
+    auto [m, path] = stack.back();
     stack.pop_back();
-    for (auto& [name, t] : m->params_) out.push_back({prefix + name, t});
+    out.push_back({path, m});
     for (auto it = m->children_.rbegin(); it != m->children_.rend(); ++it)
-      stack.push_back({it->second, prefix + it->first + "."});
+      stack.push_back({it->second, path.empty() ? it->first : path + "." + it->first});
   }
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Module::named_parameters() {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (auto& [path, m] : named_modules())
+    for (auto& [name, t] : m->params_) out.push_back({path.empty() ? name : path + "." + name, t});
   return out;
 }
 
@@ -127,16 +140,21 @@ int64_t Module::set_trainable(const std::string& pattern, bool trainable) {
 }
 
 std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill) {
-  auto params = root.named_parameters();
+  std::vector<Tensor*> params;
+  for (auto& [name, t] : root.named_parameters()) params.push_back(t);
+  return materialize_parameters(params, zero_fill);
+}
+
+std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params, bool zero_fill) {
   // 16 floats = 64 bytes: every parameter starts on a cache line.
   auto aligned = [](int64_t n) { return (n + 15) / 16 * 16; };
   int64_t total = 0;
-  for (auto& [name, t] : params)
+  for (Tensor* t : params)
     HYDRA_CHECK(!__builtin_add_overflow(total, aligned(t->numel()), &total),
                 "materialize_parameters: the parameter count overflows int64");
   Tensor slab = zero_fill ? zeros({total}, DType::Float32) : empty({total}, DType::Float32);
   int64_t offset = 0;
-  for (auto& [name, t] : params) {
+  for (Tensor* t : params) {
     const bool requires_grad = t->requires_grad();
     *t = make_view(slab, t->shape(), contiguous_strides(t->shape()), offset);
     t->set_requires_grad(requires_grad);

@@ -45,6 +45,9 @@ class Module {
   // module's lifetime; writing through them rebinds the parameter (materialize_parameters does).
   std::vector<std::pair<std::string, Tensor*>> named_parameters();
   std::vector<std::pair<std::string, const Tensor*>> named_parameters() const;
+  // This module (named "") and every descendant, depth-first in registration order, by dotted path
+  // ("blocks.3.attention.w_q"): how code finds the layers of one kind (e.g. every Linear, for LoRA).
+  std::vector<std::pair<std::string, Module*>> named_modules();
 
   // The parameters as a StateDict (sharing memory with the module: no copy).
   StateDict state_dict() const;
@@ -70,6 +73,8 @@ class Module {
   void register_parameter(const std::string& name, Tensor& param, const Shape& shape);
   // Declares a child module; its parameters appear under "name.".
   void register_module(const std::string& name, Module& child);
+  // Removes a child declared with register_module (a LoRA adapter being merged away). Error if absent.
+  void unregister_module(const std::string& name);
 
  private:
   // Error unless `state` names exactly this module's parameters with their shapes (`op` names the caller).
@@ -84,6 +89,9 @@ class Module {
 // cost no memory). Returns the slab's storage (the parameters keep it alive too). Parameters are laid
 // out in named_parameters() order, each 64-byte aligned.
 std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill = true);
+// The same for a chosen set of parameters (meta tensors of a module added after its model was
+// materialized, such as LoRA adapters, which get a slab of their own), laid out in the order given.
+std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params, bool zero_fill = true);
 
 // "<title>; 2 missing: a, b; 1 unexpected: c; 1 <wrong_what>: d (...)": the message of a state that does
 // not match a model (load_state_dict's, and a weight file's against a config), at most `max_listed`

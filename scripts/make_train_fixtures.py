@@ -125,7 +125,7 @@ def run(base, tokens, o, gen):
             out_f, in_f = params[name].shape
             bound = 1.0 / math.sqrt(in_f)  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in))
             a = ((torch.rand(r, in_f, generator=gen, dtype=torch.float32) * 2 - 1) * bound).to(F64)
-            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=F64), "scaling": alpha / r}
+            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=F64), "scaling": alpha / r, "A0": a.clone()}
 
     def trainable(name):
         if lora:
@@ -198,8 +198,66 @@ def run(base, tokens, o, gen):
         tensors["final." + n] = t.detach().to(torch.float32)
     for name, ad in lora.items():
         stem = name[: -len(".weight")]
-        tensors["init." + stem + ".lora_A.weight"] = ad["A"].to(torch.float32)
+        tensors["init." + stem + ".lora_A.weight"] = ad["A0"].to(torch.float32)  # as drawn, before training
     return tensors
+
+
+# The uncertainty head: judge head U reads answer head A's hidden state through the residual. The
+# template and the two judge tokens use characters whose tiny-tokenizer ids are their bytes (< 64).
+JUDGE = dict(answer_head=0, judge_head=2, template="{prompt}{answer}?", token_a="1", token_b="0")
+
+
+def judge_fixture(base):
+    """One Brier step of the judge head, in float64: the loss and the judge head's gradients.
+
+    Pass 1 (answer head A, no gradient): A's greedy one-token answer to each prompt and A's hidden
+    state (its last block's output) at the last prompt position. The rows' answers are then set so that
+    A is right on the even rows and wrong on the odd ones. Pass 2: head U on template(prompt, A's
+    answer), with a residual that is zero except A's hidden state added at the last position; score =
+    sigmoid(logit('1') - logit('0')) at the last position; loss = mean (score - correct)^2.
+    """
+    p = {n: t.clone() for n, t in base.items()}
+    A, U = JUDGE["answer_head"], JUDGE["judge_head"]
+    rows, hidden, answers = [], [], []
+    for prompt, _ in SFT_ROWS:
+        ids = torch.tensor([list(prompt.encode())], dtype=torch.int64)
+        h = mf.run_head(p, A, mf.forward_trunk(p, ids, CFG), CFG)
+        logits = mf.lm_head(h, p, CFG)
+        answer_id = int(torch.argmax(logits[0, -1]))  # ties to the lowest id, as torch.argmax
+        answers.append(answer_id)
+        hidden.append(h[0, -1])
+    for i, (prompt, right) in enumerate(SFT_ROWS):
+        given = chr(answers[i]) if i % 2 == 0 else right
+        rows.append((prompt, given))
+    ws = " \t\n\v\f\r"  # trimmed: ASCII whitespace only
+    labels = torch.tensor([1.0 if chr(answers[i]).strip(ws) == rows[i][1].strip(ws) else 0.0
+                           for i in range(len(rows))], dtype=F64)
+    seqs = [list(JUDGE["template"].format(prompt=pr, answer=chr(a)).encode()) for (pr, _), a in zip(rows, answers)]
+    T = max(len(x) for x in seqs)
+    ids = torch.zeros(len(seqs), T, dtype=torch.int64)
+    residual = torch.zeros(len(seqs), T, CFG.d_model, dtype=F64)
+    last = []
+    for b, x in enumerate(seqs):
+        ids[b, : len(x)] = torch.tensor(x)
+        residual[b, len(x) - 1] = hidden[b]
+        last.append(len(x) - 1)
+    for n in p:
+        p[n].requires_grad_(n.startswith(f"heads.{U}."))
+    with torch.no_grad():
+        h = mf.forward_trunk(p, ids, CFG) + residual
+    y = mf.run_head(p, U, h, CFG)
+    pick = y[torch.arange(len(seqs)), torch.tensor(last)]          # (B, C)
+    logits = mf.lm_head(pick, p, CFG)                              # (B, V)
+    score = torch.sigmoid(logits[:, ord(JUDGE["token_a"])] - logits[:, ord(JUDGE["token_b"])])
+    loss = ((score - labels) ** 2).mean()
+    loss.backward()
+    tensors = {"loss": loss.detach().reshape(1), "score": score.detach(), "label": labels,
+               "answer_ids": torch.tensor(answers, dtype=torch.int64)}
+    for n, t in p.items():
+        if t.requires_grad:
+            tensors["grad." + n] = t.grad.to(torch.float32)
+    meta = {"options": json.dumps(JUDGE, sort_keys=True), "rows": json.dumps(rows)}
+    return tensors, meta
 
 
 RUNS = {
@@ -241,6 +299,9 @@ def build_all():
         {"sft_rows": json.dumps(SFT_ROWS)}))
     # Every run starts from the float32 values (what the C++ side loads).
     base64 = {n: t.to(torch.float32).to(F64) for n, t in base.items()}
+    judge_tensors, judge_meta = judge_fixture(base64)
+    fixtures["train_judge.safetensors"] = (judge_tensors, mf.metadata(
+        "train_judge", CFG, "one Brier step of the uncertainty head (options and rows in the metadata)", judge_meta))
     for name, o in RUNS.items():
         tensors = run(base64, tokens, o, torch.Generator().manual_seed(sum(name.encode()) + 7))
         fixtures[f"{name}.safetensors"] = (tensors, mf.metadata(

@@ -10,14 +10,6 @@ namespace hydra {
 
 namespace {
 
-// SplitMix64's finaliser: a bijective mix whose output bits each depend on every input bit.
-uint64_t mix64(uint64_t z) {
-  z += 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 // Uniform double in [0, 1) from the top 53 bits.
 double to_unit(uint64_t b) { return static_cast<double>(b >> 11) * 0x1.0p-53; }
 
@@ -51,10 +43,6 @@ void Generator::set_state(uint64_t seed, uint64_t offset) {
   seed_ = seed;
   key_ = mix64(seed ^ 0x6A09E667F3BCC909ULL);
   offset_ = offset;
-}
-
-uint64_t Generator::bits(uint64_t index, uint64_t lane) const {
-  return mix64(key_ ^ mix64(offset_ + index) ^ (lane * 0xD1B54A32D192ED03ULL));
 }
 
 Tensor Generator::uniform(const Shape& shape, double low, double high, DType dtype) {

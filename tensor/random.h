@@ -35,9 +35,21 @@ class Generator {
   Tensor randint(const Shape& shape, int64_t low, int64_t high, DType dtype = DType::Int64);
 
   // 64 random bits for element `index` of the current draw; `lane` picks independent streams per element.
-  uint64_t bits(uint64_t index, uint64_t lane) const;
+  // Inline: kernels call it once per element (dropout), and inlined it vectorises.
+  uint64_t bits(uint64_t index, uint64_t lane) const {
+    return mix64(key_ ^ mix64(offset_ + index) ^ (lane * 0xD1B54A32D192ED03ULL));
+  }
+
 
  private:
+  // SplitMix64's finaliser: a bijective mix whose output bits each depend on every input bit.
+  static uint64_t mix64(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+
   uint64_t seed_ = 0;
   uint64_t key_ = 0;     // the seed, scrambled
   uint64_t offset_ = 0;  // counters consumed so far

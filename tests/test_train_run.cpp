@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autograd/grad_mode.h"
 #include "hydra/model_dir.h"
+#include "io/tokenizer.h"
 #include "support/temp_dir.h"
 #include "tensor/parallel.h"
 #include "train/trainer.h"
@@ -185,6 +187,63 @@ TEST_CASE("resume: SFT data with keep-best and early stopping state") {
   check_resume(o, 7, 1);
 }
 
+TEST_CASE("resume: LoRA adapters with dropout (the dropout stream survives the checkpoint)") {
+  World w;
+  TrainOptions o = w.options("lora");
+  nn::LoraConfig lora;
+  lora.rank = 2;
+  lora.dropout = 0.25;
+  lora.targets = {"w1", "w2", "w3", "w_q"};
+  o.lora = lora;
+  o.train_heads = {0, 2};
+  o.lr = 2e-2;
+  o.save_every = 3;
+  check_resume(o, 5, 0);
+  // Only adapters trained: every base weight is as it started, and the adapters are in the files.
+  auto start = load_model_dir(w.model);
+  auto end = load_model_dir(w.dir.file("lora-straight"));
+  auto base = start->state_dict();
+  int64_t adapters = 0;
+  for (auto& [name, p] : end->named_parameters()) {
+    if (name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight")) {
+      ++adapters;
+      continue;
+    }
+    INFO(name);
+    const std::vector<float> x = p->to_vector<float>(), y = base.at(name).to_vector<float>();
+    CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+  }
+  CHECK(adapters == 2 * 2 * 4);  // 2 heads x 4 linears x (A, B)
+  // A resume that asks for other adapters is refused.
+  o.resume = true;
+  o.out_dir = w.dir.file("lora-straight");
+  o.lora->rank = 4;
+  CHECK_THROWS_WITH_AS(Trainer{o}, doctest::Contains("LoRA (--lora-rank"), Error);
+}
+
+TEST_CASE("LoRA: --merge-lora folds the adapters into the final model's weights") {
+  World w;
+  TrainOptions o = w.options("merged");
+  o.lora = nn::LoraConfig{};
+  o.lora->rank = 2;
+  o.merge_lora = true;
+  o.steps = 3;
+  Quiet quiet;
+  Trainer(o).run(quiet);
+  CHECK_FALSE(fs::exists(o.out_dir + "/adapter_config.json"));
+  auto merged = load_model_dir(o.out_dir);
+  for (auto& [name, p] : merged->named_parameters()) CHECK_FALSE(name.ends_with(".lora_A.weight"));
+  // The last checkpoint keeps the adapters apart, and its logits equal the merged model's.
+  auto ckpt = load_checkpoint(list_checkpoints(o.out_dir).back().second);
+  CHECK(fs::exists(list_checkpoints(o.out_dir).back().second + "/adapter_config.json"));
+  NoGradGuard no_grad;
+  const Tensor ids = from_vector<int64_t>({1, 5, 9, 33, 2, 7}, {1, 6});
+  const std::vector<float> a = merged->forward(ids).to_vector<float>(), b = ckpt.model->forward(ids).to_vector<float>();
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(a[i] - b[i])));
+  CHECK(worst < 1e-5);
+}
+
 TEST_CASE("the same run at 1 and 2 threads gives the same bits") {
   World w;
   auto train_with = [&](int threads, const std::string& out) {
@@ -352,4 +411,68 @@ TEST_CASE("bad runs are refused before any work, naming the reason") {
   bytes[10] ^= 1;
   hydra::test::write_bytes(w.data, bytes);
   CHECK_THROWS_WITH_AS(Trainer{o}, doctest::Contains("differs from the one the run trained on"), Error);
+}
+
+TEST_CASE("uncertainty head: on a task where correctness is learnable, the trained judge beats the constant predictor") {
+  TempDir dir("judge-learn");
+  HydraTransformerConfig config = small_config();
+  config.base_config.vocab_size = 320;  // the tiny tokenizer's letters and the judge tokens A and B
+  const std::string model = dir.file("model");
+  save_model_dir(model, *config.build("cpu", 11));
+  const std::string tokenizer = std::string(kSourceDir()) + "/tests/fixtures/tokenizer/tiny.tokenizer.json";
+  const io::Tokenizer tok = io::Tokenizer::load(tokenizer);
+  JudgeOptions j;
+  j.judge_head = 2;
+  j.answer_head = 0;
+
+  // Head 0's own answers first; each row then gives that answer when the prompt starts with 'x' (head 0
+  // is "right" there) and a wrong one when it starts with 'y': the judge can read correctness off the
+  // prompt, as a real judge reads it off what makes a question hard.
+  auto prompt_of = [](int a) { return std::string(a % 2 ? "x" : "y") + std::to_string(a) + "+" + std::to_string(a % 7) + "="; };
+  auto rows_for = [&](int from, int to, const std::string& name) {
+    std::string probe;
+    for (int a = from; a < to; ++a) probe += nlohmann::json({{"prompt", prompt_of(a)}, {"answer", "?"}}).dump() + "\n";
+    auto loaded = load_model_dir(model);
+    const auto ex = prepare_judge_examples(*loaded, dir.write(name, probe), tok, j, 64);
+    std::string rows;
+    for (int a = from; a < to; ++a) {
+      const std::string answer = a % 2 ? ex[a - from].answer : ex[a - from].answer + "0";
+      rows += nlohmann::json({{"prompt", prompt_of(a)}, {"answer", answer}}).dump() + "\n";
+    }
+    return dir.write(name, rows);
+  };
+  TrainOptions o;
+  o.model_dir = model;
+  o.out_dir = dir.file("run");
+  o.sft = rows_for(0, 140, "train.jsonl");
+  o.val = {rows_for(140, 200, "val.jsonl")};
+  o.tokenizer = tokenizer;
+  o.judge = j;
+  o.batch = 8;
+  o.seq = 64;
+  o.steps = 150;
+  o.lr = 3e-3;
+  o.warmup = 10;
+  Trainer t(o);
+  const JudgeEval before = t.evaluate_judge();
+  for (int s = 0; s < o.steps; ++s) t.step();
+  const JudgeEval after = t.evaluate_judge();
+  const double constant = after.accuracy * (1 - after.accuracy);  // the best constant guess: the base rate
+  MESSAGE("judge: val Brier " << before.brier << " -> " << after.brier << " (constant predictor " << constant
+                              << "), AUROC " << after.auroc << ", ECE " << after.ece << ", answer head right on "
+                              << after.accuracy);
+  CHECK(after.accuracy > 0.3);
+  CHECK(after.accuracy < 0.7);
+  CHECK(after.brier < 0.8 * constant);
+  CHECK(after.auroc > 0.8);
+  // Only the judge head trained.
+  for (const TrainableParameter& p : t.trainable().list()) CHECK(p.name.starts_with("heads.2."));
+}
+
+TEST_CASE("auroc: ranks with ties, and NaN without both classes") {
+  CHECK(auroc({0.9, 0.8, 0.3, 0.1}, {1, 1, 0, 0}) == 1.0);
+  CHECK(auroc({0.1, 0.3, 0.8, 0.9}, {1, 1, 0, 0}) == 0.0);
+  CHECK(auroc({0.5, 0.5, 0.5, 0.5}, {1, 0, 1, 0}) == 0.5);
+  CHECK(auroc({0.9, 0.4, 0.6, 0.2}, {1, 1, 0, 0}) == 0.75);
+  CHECK(std::isnan(auroc({0.2, 0.3}, {1, 1})));
 }

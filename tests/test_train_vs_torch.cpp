@@ -15,11 +15,13 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "hydra/model_dir.h"
 #include "io/safetensors.h"
 #include "support/temp_dir.h"
+#include "io/tokenizer.h"
 #include "train/trainer.h"
 
 using namespace hydra;
@@ -108,6 +110,12 @@ train::TrainOptions options_for(const json& o, const Inputs& in, const std::stri
   t.min_lr_ratio = o.at("min_lr_ratio");
   t.clip = o.at("clip");
   t.train_heads = o.at("train_heads").get<std::vector<int64_t>>();
+  if (o.contains("lora_rank")) {
+    nn::LoraConfig lora;
+    lora.rank = o.at("lora_rank");
+    lora.alpha = o.at("lora_alpha");
+    t.lora = lora;  // targets w1, w2, w3 of the trained heads (the default), dropout 0
+  }
   return t;
 }
 
@@ -121,6 +129,17 @@ void check_run(const std::string& name, double loss_tol, double weight_tol) {
   TempDir dir("train-vs-torch");
   const Inputs in = write_inputs(base, dir);
   train::Trainer trainer(options_for(o, in, dir.file("run")));
+  // The adapters' A matrices as PyTorch drew them (B starts at zero on both sides).
+  int64_t adapters = 0;
+  for (auto& [pname, p] : trainer.model().named_parameters()) {
+    auto init = run.tensors.find("init." + pname);
+    if (init == run.tensors.end()) continue;
+    REQUIRE(init->second.shape() == p->shape());
+    std::memcpy(p->data<float>(), init->second.data<float>(), static_cast<size_t>(p->numel()) * sizeof(float));
+    ++adapters;
+  }
+  CHECK(adapters == static_cast<int64_t>(std::count_if(run.tensors.begin(), run.tensors.end(),
+                                                       [](const auto& kv) { return kv.first.starts_with("init."); })));
 
   const std::vector<double> lr = run.tensors.at("lr").to_vector<double>();
   const std::vector<double> loss = run.tensors.at("loss").to_vector<double>();
@@ -155,7 +174,7 @@ void check_run(const std::string& name, double loss_tol, double weight_tol) {
       REQUIRE(a.size() == b.size());
       for (size_t i = 0; i < a.size(); ++i) worst_weight = std::max(worst_weight, static_cast<double>(std::abs(a[i] - b[i])));
       ++checked;
-    } else {
+    } else if (!run.tensors.count("init." + pname)) {
       INFO("frozen parameter " << pname);
       const std::vector<float> a = got.to_vector<float>(), b = base.tensors.at(pname).to_vector<float>();
       CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
@@ -174,8 +193,75 @@ TEST_CASE("full training: AdamW, weight decay, clipping, warm-up + cosine, grad-
 
 TEST_CASE("head-only training: --train-heads 0,2, linear decay (vs PyTorch)") { check_run("train_heads", 1e-5, 1e-4); }
 
+TEST_CASE("LoRA: rank 4 adapters on w1, w2, w3 of heads 0 and 2, only they train (vs PyTorch)") {
+  check_run("train_lora", 1e-5, 1e-4);
+}
+
 TEST_CASE("SFT: answer-only loss, padded rows, token-weighted grad-accum (vs PyTorch)") {
   check_run("train_sft", 1e-5, 1e-4);
 }
 
 TEST_CASE("SGD with momentum and weight decay, no clipping (vs PyTorch)") { check_run("train_sgd", 1e-5, 1e-4); }
+
+TEST_CASE("uncertainty head: one Brier step matches PyTorch's loss and the judge head's gradients") {
+  const Loaded base = load("train_base.safetensors");
+  const Loaded fix = load("train_judge.safetensors");
+  const json o = json::parse(fix.meta.at("options"));
+  TempDir dir("judge-vs-torch");
+  const Inputs in = write_inputs(base, dir);
+  std::string jsonl;
+  for (const auto& row : json::parse(fix.meta.at("rows"))) jsonl += json({{"prompt", row[0]}, {"answer", row[1]}}).dump() + "\n";
+  const std::string rows = dir.write("judge.jsonl", jsonl);
+
+  train::TrainOptions t;
+  t.model_dir = in.model_dir;
+  t.out_dir = dir.file("run");
+  t.sft = rows;
+  t.tokenizer = fixture_path("tokenizer/tiny.tokenizer.json");
+  train::JudgeOptions j;
+  j.judge_head = o.at("judge_head");
+  j.answer_head = o.at("answer_head");
+  j.judge_template = o.at("template");
+  j.token_a = o.at("token_a");
+  j.token_b = o.at("token_b");
+  t.judge = j;
+  t.data_order = train::DataOrder::Sequential;
+  t.batch = 9;
+  t.seq = 16;
+  t.steps = 1;
+  t.clip = 0;
+  t.optimizer.kind = train::OptimizerKind::SGD;
+  train::Trainer trainer(t);
+
+  // Pass 1: the answer head's greedy answers and whether they are right.
+  const io::Tokenizer tok = io::Tokenizer::load(t.tokenizer);
+  const std::vector<train::JudgeExample> ex = train::prepare_judge_examples(trainer.model(), rows, tok, j, 16);
+  const std::vector<int64_t> answers = fix.tensors.at("answer_ids").to_vector<int64_t>();
+  const std::vector<double> labels = fix.tensors.at("label").to_vector<double>();
+  REQUIRE(ex.size() == answers.size());
+  for (size_t i = 0; i < ex.size(); ++i) {
+    INFO("row " << i);
+    CHECK(ex[i].answer == std::string(1, static_cast<char>(answers[i])));
+    CHECK(ex[i].correct == labels[i]);
+  }
+
+  const train::StepMetrics m = trainer.step();
+  const double want = fix.tensors.at("loss").item<double>();
+  MESSAGE("judge: Brier loss " << m.loss << " vs PyTorch " << want);
+  CHECK(std::abs(m.loss - want) < 1e-5 * std::max(1.0, std::abs(want)));
+  int64_t checked = 0;
+  double worst = 0;
+  for (const train::TrainableParameter& p : trainer.trainable().list()) {
+    INFO(p.name);
+    auto it = fix.tensors.find("grad." + p.name);
+    REQUIRE(it != fix.tensors.end());
+    const std::vector<float> got = p.grad.to_vector<float>(), ref = it->second.to_vector<float>();
+    float scale = 1;
+    for (float v : ref) scale = std::max(scale, std::abs(v));
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, static_cast<double>(std::abs(got[i] - ref[i]) / scale));
+    ++checked;
+  }
+  MESSAGE("judge: " << checked << " gradients of the judge head, worst difference " << worst << " (relative to max |g|)");
+  CHECK(checked == 11);  // one block: 4 attention matrices, 2 QK norms, 2 block norms, 3 feed-forward matrices
+  CHECK(worst < 1e-5);
+}

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "hydra/lora.h"
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/json_file.h"
@@ -31,7 +32,7 @@ constexpr const char* kWeights = "model.safetensors";
 constexpr const char* kState = "training_state.bin.zst";
 constexpr const char* kFormat = "hydra-checkpoint";
 constexpr const char* kStateFormat = "hydra-training-state";
-// A manifest lists three files and the data files: far below this.
+// A manifest lists three (or five) files and the data files: far below this.
 constexpr uint64_t kMaxManifestBytes = 64 << 20;
 // The decompressed training state is held in memory (two moments per parameter of a 7B model are 56 GB).
 constexpr uint64_t kMaxStateBytes = uint64_t{256} << 30;
@@ -135,14 +136,20 @@ CheckpointManifest parse_checkpoint_manifest(std::string_view text, const std::s
   const json& files = field(j, "files", file, where);
   HYDRA_CHECK(files.is_object(), file, ": the manifest field 'files' must be an object");
   for (const auto& [name, rec] : files.items()) {
-    HYDRA_CHECK(name == kConfig || name == kWeights || name == kState, file, ": the manifest lists an unexpected file '",
-                name, "'; a checkpoint holds ", kConfig, ", ", kWeights, " and ", kState);
+    HYDRA_CHECK(name == kConfig || name == kWeights || name == kState || name == kAdapterConfigFile ||
+                    name == kAdapterWeightsFile,
+                file, ": the manifest lists an unexpected file '", name, "'; a checkpoint holds ", kConfig, ", ",
+                kWeights, " and ", kState, " (and with LoRA adapters ", kAdapterConfigFile, " and ",
+                kAdapterWeightsFile, ")");
     const std::string rec_where = "the entry of '" + name + "'";
     HYDRA_CHECK(rec.is_object(), file, ": ", rec_where, " must be an object");
     m.files[name] = {sha256_field(rec, file, rec_where), unsigned_field(rec, "bytes", file, rec_where)};
   }
   for (const char* name : {kConfig, kWeights, kState})
     HYDRA_CHECK(m.files.count(name), file, ": the manifest does not list '", name, "'");
+  HYDRA_CHECK(m.files.count(kAdapterConfigFile) == m.files.count(kAdapterWeightsFile), file,
+              ": the manifest lists one of ", kAdapterConfigFile, " and ", kAdapterWeightsFile,
+              " without the other (LoRA adapters need both)");
   const json& data = field(j, "data_files", file, where);
   HYDRA_CHECK(data.is_array(), file, ": the manifest field 'data_files' must be an array");
   for (size_t i = 0; i < data.size(); ++i) {
@@ -228,7 +235,9 @@ void save_checkpoint(const std::string& dir, const HydraTransformer& model, cons
   m.created_by = options.created_by;
   m.step = state.step;
   // Digests of the bytes as they are on disk (read back after the fsync), not of what was meant to be written.
-  for (const char* name : {kConfig, kWeights, kState})
+  std::vector<const char*> names = {kConfig, kWeights, kState};
+  if (has_lora_adapters(model)) names.insert(names.end(), {kAdapterConfigFile, kAdapterWeightsFile});
+  for (const char* name : names)
     m.files[name] = {io::sha256_file_hex(out.file(name)), size_of(out.file(name), "checkpoint file")};
   m.data_files = data_files;
   io::write_file_atomic(out.file(kManifest), checkpoint_manifest_text(m));

@@ -8,9 +8,11 @@
 //                            TrainingState::optimizer_tensors under their own names, and in __metadata__
 //                            {"format": "hydra-training-state", "training_state": "<JSON>"} where the
 //                            JSON holds every other field of TrainingState (see to_json below).
+//   adapter_config.json      with LoRA adapters only: the adapters (hydra/lora.h), as in a model directory
+//   adapters.safetensors
 //   manifest.json            {"format": "hydra-checkpoint", "format_version": 1, "created_by": "...",
 //                             "step": N,
-//                             "files": {"config.json": {"sha256": "<hex>", "bytes": N}, ... all three},
+//                             "files": {"config.json": {"sha256": "<hex>", "bytes": N}, ... every file above},
 //                             "data_files": [{"path": "...", "sha256": "<hex>", "bytes": N}, ...],
 //                             "manifest_sha256": "<hex>"}
 //                            manifest_sha256 is the sha256 of the manifest without that key, dumped

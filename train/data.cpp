@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "train/permutation.h"
 
 namespace hydra::train {
@@ -50,7 +51,10 @@ Batch TokenWindows::make_batch(const std::vector<int64_t>& items) const {
     std::copy(window.begin(), window.begin() + T, inputs.data<int64_t>() + b * T);          // ids [0, T)
     std::copy(window.begin() + 1, window.end(), targets.data<int64_t>() + b * T);           // ids [1, T]
   }
-  return {inputs, targets};
+  Batch batch;
+  batch.inputs = inputs;
+  batch.targets = targets;
+  return batch;
 }
 
 // ---- order and shards ----
@@ -109,7 +113,7 @@ void DataStream::restore(const nlohmann::json& state, const std::string& what) {
   nlohmann::json mine = this->state();
   for (const char* key : {"begin", "end", "dataset_items", "order", "seed"})
     HYDRA_CHECK(state.contains(key) && state.at(key) == mine.at(key), what, ": the checkpoint's ", key, " is ",
-                state.contains(key) ? state.at(key).dump() : std::string("missing"), " but this run's is ",
+                state.contains(key) ? io::json_excerpt(state.at(key)) : std::string("missing"), " but this run's is ",
                 mine.at(key).dump(), " (the data or its split differ)");
   const int64_t cursor = state.at("cursor").get<int64_t>();
   HYDRA_CHECK(cursor >= 0, what, ": negative cursor ", cursor, " in the checkpoint");

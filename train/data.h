@@ -26,8 +26,12 @@
 namespace hydra::train {
 
 // One micro-batch: inputs (B, T_b) int64 and targets (B, T_b) int64, kIgnoreIndex where not counted.
+// The judge objective (train/judge.h) has no targets; it fills the last three fields instead.
 struct Batch {
   Tensor inputs, targets;
+  Tensor residual;  // (B, T_b, C) float32: the answer head's hidden state at each row's last position
+  Tensor last;      // (B) int64: each row's last position
+  Tensor label;     // (B) float32: 1 where the answer head's answer was right, else 0
 };
 
 class Dataset {

@@ -106,9 +106,6 @@ void CsvLog::append(const std::vector<std::string>& cells) {
 
 // ---- gnuplot ----
 
-namespace {
-
-// Runs gnuplot with `script` on its standard input; "" on success.
 std::string run_gnuplot(const std::string& script) {
   int in[2];
   if (::pipe(in) != 0) return std::string("pipe failed: ") + std::strerror(errno);
@@ -147,28 +144,25 @@ std::string run_gnuplot(const std::string& script) {
   return "";
 }
 
-// gnuplot string literal: single quotes, a quote doubled.
-std::string quoted(const std::string& s) {
+std::string gnuplot_quoted(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
   return out + "'";
 }
-
-}  // namespace
 
 std::string plot_losses(const std::string& out_dir, const CsvLog& metrics, const CsvLog* eval) {
   const std::string svg = (fs::path(out_dir) / "loss.svg").string();
   const std::string temp = (fs::path(out_dir) / ".loss.svg.tmp").string();
   std::ostringstream s;
   s << "set terminal svg size 900,540 dynamic background rgb 'white'\n"
-    << "set output " << quoted(temp) << "\n"
+    << "set output " << gnuplot_quoted(temp) << "\n"
     << "set datafile separator ','\nset key outside right\nset grid\n"
     << "set xlabel 'step'\nset ylabel 'loss (nats per token)'\nset title 'Hydra training'\n"
     << "plot ";
   bool first = true;
   auto add = [&](const std::string& file, size_t column, const std::string& title, const std::string& style) {
-    s << (first ? "" : ", \\\n     ") << quoted(file) << " using 1:" << column + 1 << " every ::1 with " << style
-      << " title " << quoted(title);
+    s << (first ? "" : ", \\\n     ") << gnuplot_quoted(file) << " using 1:" << column + 1 << " every ::1 with " << style
+      << " title " << gnuplot_quoted(title);
     first = false;
   };
   for (size_t c = 0; c < metrics.columns().size(); ++c)

@@ -54,4 +54,9 @@ std::string log_number(double value);
 // missing or failed); never throws for that.
 std::string plot_losses(const std::string& out_dir, const CsvLog& metrics, const CsvLog* eval);
 
+// Runs gnuplot with `script` on its standard input; "" on success, else why not.
+std::string run_gnuplot(const std::string& script);
+// A string as a gnuplot single-quoted literal.
+std::string gnuplot_quoted(const std::string& s);
+
 }  // namespace hydra::train

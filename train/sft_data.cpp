@@ -21,15 +21,8 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
 
 }  // namespace
 
-std::shared_ptr<SftDataset> SftDataset::load(const std::string& path, const io::Tokenizer& tokenizer,
-                                             const SftOptions& options, int64_t vocab_size) {
-  auto data = std::make_shared<SftDataset>();
-  data->path_ = path;
-  std::optional<uint32_t> eos;
-  if (options.append_eos) {
-    eos = tokenizer.token_id(options.eos_token);
-    HYDRA_CHECK(eos.has_value(), "--sft-eos: the tokenizer has no token '", options.eos_token, "'");
-  }
+std::vector<PromptAnswer> read_prompt_answer_file(const std::string& path) {
+  std::vector<PromptAnswer> rows;
   // Held in memory with its ids (4 bytes each; real text has 3-5 bytes per token, at worst 1): a file
   // that cannot fit twice over is refused before it is read.
   const io::InputFile file = io::InputFile::open(path, "SFT JSON Lines file");
@@ -41,7 +34,26 @@ std::shared_ptr<SftDataset> SftDataset::load(const std::string& path, const io::
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = path + ":" + std::to_string(number);
     const nlohmann::json j = io::parse_json_text(line, where);
-    const std::string prompt = string_field(j, "prompt", where), answer = string_field(j, "answer", where);
+    rows.push_back({string_field(j, "prompt", where), string_field(j, "answer", where), number});
+  }
+  HYDRA_CHECK(!rows.empty(), path, ": no prompt/answer rows");
+  return rows;
+}
+
+std::shared_ptr<SftDataset> SftDataset::load(const std::string& path, const io::Tokenizer& tokenizer,
+                                             const SftOptions& options, int64_t vocab_size) {
+  auto data = std::make_shared<SftDataset>();
+  data->path_ = path;
+  std::optional<uint32_t> eos;
+  if (options.append_eos) {
+    eos = tokenizer.token_id(options.eos_token);
+    HYDRA_CHECK(eos.has_value(), "--sft-eos: the tokenizer has no token '", options.eos_token, "'");
+  }
+  for (const PromptAnswer& pa : read_prompt_answer_file(path)) {
+    const std::string where = path + ":" + std::to_string(pa.line);
+    const std::string& prompt = pa.prompt;
+    const std::string& answer = pa.answer;
+    const int64_t number = pa.line;
     std::vector<uint32_t> prompt_ids, answer_ids;
     tokenizer.encode(prompt, prompt_ids, false, where + " (prompt)");
     tokenizer.encode(answer, answer_ids, false, where + " (answer)");
@@ -74,7 +86,6 @@ std::shared_ptr<SftDataset> SftDataset::load(const std::string& path, const io::
     data->answer_tokens_ += static_cast<int64_t>(answer_ids.size());
     data->rows_.push_back(std::move(row));
   }
-  HYDRA_CHECK(!data->rows_.empty(), path, ": no prompt/answer rows");
   return data;
 }
 
@@ -102,7 +113,10 @@ Batch SftDataset::make_batch(const std::vector<int64_t>& items) const {
       if (t + 1 >= row.prompt_length) tg[b * T + t] = row.ids[t + 1];  // id t+1 is part of the answer
     }
   }
-  return {inputs, targets};
+  Batch batch;
+  batch.inputs = inputs;
+  batch.targets = targets;
+  return batch;
 }
 
 }  // namespace hydra::train

@@ -22,6 +22,15 @@
 
 namespace hydra::train {
 
+// One line of an SFT file: {"prompt": ..., "answer": ...} (other fields ignored).
+struct PromptAnswer {
+  std::string prompt, answer;
+  int64_t line;  // 1-based line in the file
+};
+// Reads every row of a JSON Lines file of prompt/answer objects (blank lines skipped). Errors name the
+// file and the line; a file with no row is an error.
+std::vector<PromptAnswer> read_prompt_answer_file(const std::string& path);
+
 struct SftOptions {
   int64_t seq = 256;           // the most input positions a row may have
   bool append_eos = false;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "autograd/ops.h"
+#include "hydra/lora.h"
 #include "hydra/loss.h"
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
@@ -67,6 +68,11 @@ void check_options(const TrainOptions& o) {
   HYDRA_CHECK(o.early_stop_patience == 0 || !o.val.empty(), "--early-stop-patience needs --val data to evaluate on");
   HYDRA_CHECK(!o.keep_best || !o.val.empty(), "--keep-best needs --val data to evaluate on");
   HYDRA_CHECK(!(o.shard_by_head && !o.head_data.empty()), "train: --shard-by-head and --head-data cannot be combined");
+  HYDRA_CHECK(!o.merge_lora || o.lora, "train: --merge-lora needs LoRA adapters to merge (--lora-rank)");
+  HYDRA_CHECK(!o.judge || !o.sft.empty(), "train: the uncertainty objective reads prompt/answer rows: give --sft FILE.jsonl");
+  HYDRA_CHECK(!o.judge || (o.head_data.empty() && !o.shard_by_head),
+              "train: the uncertainty objective trains one judge head: --head-data and --shard-by-head do not apply");
+  if (o.lora) o.lora->validate();
   o.optimizer.validate();
   LrSchedule{o.schedule, o.lr, o.warmup, std::max<int64_t>(o.steps, std::max<int64_t>(o.warmup, 1)), o.min_lr_ratio}
       .validate();
@@ -102,7 +108,10 @@ std::string flag_of(const std::string& key) {
       {"batch", "--batch"}, {"seq", "--seq"}, {"grad_accum", "--grad-accum"}, {"total_steps", "--steps / --epochs"},
       {"optimizer", "the optimizer (--optimizer, --beta1, --beta2, --eps, --weight-decay, --momentum)"},
       {"schedule", "the schedule (--lr, --warmup, --schedule, --min-lr-ratio)"}, {"clip", "--clip"},
-      {"freeze", "--freeze"}, {"train_heads", "--train-heads"}, {"seed", "--seed"}};
+      {"freeze", "--freeze"}, {"train_heads", "--train-heads"}, {"seed", "--seed"},
+      {"lora", "LoRA (--lora-rank, --lora-alpha, --lora-dropout, --lora-targets)"},
+      {"judge", "the uncertainty objective (--judge-head, --answer-head, --max-answer-tokens, --judge-tokens, "
+                "--judge-template)"}};
   auto it = flags.find(key);
   return it == flags.end() ? key : it->second;
 }
@@ -135,7 +144,8 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 
 // ---- setup ----
 
-Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
+Trainer::Trainer(TrainOptions options)
+    : options_(std::move(options)), dropout_gen_(mix64(options_.seed ^ 0xD809D0u)) {
   check_options(options_);
   sft_ = !options_.sft.empty();
   const HydraTransformerConfig config = load_model_config(options_.model_dir);
@@ -144,6 +154,13 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
     HYDRA_CHECK(k >= 0 && k < n_heads, "--head-data ", k, "=...: head ", k, " is out of range (the model has ",
                 n_heads, " heads)");
     HYDRA_CHECK(!files.empty(), "--head-data ", k, "=: no file given");
+  }
+  if (options_.judge) {
+    options_.judge->validate(n_heads);
+    HYDRA_CHECK(options_.train_heads.empty() || options_.train_heads == std::vector<int64_t>{options_.judge->judge_head},
+                "--train-heads: under the uncertainty objective only the judge head (", options_.judge->judge_head,
+                ") trains");
+    options_.train_heads = {options_.judge->judge_head};
   }
   if (options_.train_heads.empty()) {
     for (int64_t k = 0; k < n_heads; ++k) trained_heads_.push_back(k);
@@ -165,8 +182,16 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
                 " already holds a training run (use --resume to continue it, or another --out)");
   }
 
-  // The data, read and checked before the model (the cheaper failures first).
+  // A resumed run continues from its newest checkpoint's model; a new one from the model directory.
+  std::optional<Checkpoint> checkpoint;
+  if (options_.resume) checkpoint = load_checkpoint(list_checkpoints(options_.out_dir).back().second);
+  auto load_model = [&] {
+    model_ = checkpoint ? std::move(checkpoint->model) : load_model_dir(options_.model_dir);
+  };
+  // The judge's data comes out of the model (pass 1, train/judge.h), so it needs the model first;
+  // otherwise the data is read and checked before the model (the cheaper failures first).
   data_config_ = config;
+  if (options_.judge) load_model();
   setup_data();
   if (options_.epochs > 0) {
     int64_t largest = 0;
@@ -178,12 +203,11 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
   schedule_.validate();
   setup_identity();
 
-  if (options_.resume) {
-    resume_from(list_checkpoints(options_.out_dir).back().second);
-  } else {
-    model_ = load_model_dir(options_.model_dir);
+  if (!options_.judge) load_model();
+  if (checkpoint)
+    resume_from(*checkpoint);
+  else
     setup_trainable();
-  }
 }
 
 Trainer::~Trainer() = default;
@@ -207,6 +231,24 @@ void Trainer::setup_data() {
     return std::make_shared<TokenWindows>(open_token_files(paths, options_, V), T, window_stride, max_tokens);
   };
   const std::vector<std::string>& main_paths = sft_ ? std::vector<std::string>{options_.sft} : options_.data;
+  if (options_.judge) {
+    // Pass 1 of every row, once: the answer head's answers and hidden states (train/judge.h).
+    const JudgeOptions& j = *options_.judge;
+    std::tie(judge_id_a_, judge_id_b_) = judge_token_ids(*tokenizer, j, V);
+    auto judge_data = [&](const std::string& path) {
+      return std::make_shared<JudgeDataset>(prepare_judge_examples(*model_, path, *tokenizer, j, T), path,
+                                            data_config_.base_config.d_model);
+    };
+    std::shared_ptr<const Dataset> rows = judge_data(options_.sft);
+    groups_.push_back({"judge", {j.judge_head},
+                       std::make_unique<DataStream>(rows, 0, rows->size(), options_.data_order, mix64(options_.seed)) });
+    if (!options_.val.empty()) {
+      HYDRA_CHECK(options_.val.size() == 1, "--val: the uncertainty objective reads one JSON Lines file");
+      eval_data_ = judge_data(options_.val[0]);
+    }
+    data_files_ = {describe_data_file(options_.sft), describe_data_file(options_.tokenizer)};
+    return;
+  }
 
   // Which trained heads read the common data, and which their own.
   std::vector<int64_t> shared_heads;
@@ -246,11 +288,35 @@ void Trainer::setup_data() {
 
 void Trainer::setup_trainable() {
   nn::Module& m = *model_;
-  if (options_.train_heads.empty()) {
-    m.set_trainable("*", true);
+  if (options_.lora) {
+    if (!has_lora_adapters(*model_)) {
+      // A fresh run: adapters on the trained heads, A drawn from a stream of the run's seed.
+      HYDRA_CHECK(!options_.resume, "--resume: the checkpoint has no LoRA adapters but this run asks for them");
+      Generator init_gen(mix64(options_.seed ^ 0x10A1u));
+      add_lora_adapters(*model_, *options_.lora, trained_heads_, init_gen);
+    } else {
+      // The model came with adapters (a resumed run, or a LoRA model trained further): the same ones.
+      const LoraInfo have = *lora_info(*model_);
+      const nn::LoraConfig& want = *options_.lora;
+      HYDRA_CHECK(have.config.rank == want.rank && have.config.effective_alpha() == want.effective_alpha() &&
+                      have.config.dropout == want.dropout && have.config.targets == want.targets &&
+                      have.heads == trained_heads_,
+                  "train: the model's LoRA adapters (rank ", have.config.rank, ", alpha ", have.config.effective_alpha(),
+                  ", on heads ", join_ints(have.heads), ") differ from the ones asked for (rank ", want.rank, ", alpha ",
+                  want.effective_alpha(), ", on heads ", join_ints(trained_heads_),
+                  "); merge them first (hydra merge-lora) to train new ones");
+    }
+    set_only_lora_trainable(*model_);
   } else {
-    m.set_trainable("*", false);
-    for (int64_t k : trained_heads_) m.set_trainable("heads." + std::to_string(k) + ".*", true);
+    HYDRA_CHECK(!has_lora_adapters(*model_), "train: ", options_.model_dir,
+                " has LoRA adapters; fold them into the weights first (hydra merge-lora) or keep training them "
+                "with --lora-rank");
+    if (options_.train_heads.empty()) {
+      m.set_trainable("*", true);
+    } else {
+      m.set_trainable("*", false);
+      for (int64_t k : trained_heads_) m.set_trainable("heads." + std::to_string(k) + ".*", true);
+    }
   }
   for (const std::string& pattern : options_.freeze) m.set_trainable(pattern, false);
   trunk_trains_ = false;
@@ -265,7 +331,7 @@ void Trainer::setup_identity() {
   json head_data = json::object();
   for (const auto& [k, files] : o.head_data) head_data[std::to_string(k)] = files;
   identity_ = {{"model_config", data_config_.to_json()},
-               {"objective", sft_ ? "sft" : "next-token"},
+               {"objective", o.judge ? "uncertainty" : sft_ ? "sft" : "next-token"},
                {"data", o.data},
                {"head_data", head_data},
                {"shard_by_head", o.shard_by_head},
@@ -283,11 +349,14 @@ void Trainer::setup_identity() {
                {"clip", o.clip},
                {"freeze", o.freeze},
                {"train_heads", trained_heads_},
-               {"seed", o.seed}};
+               {"seed", o.seed},
+               {"judge", o.judge ? o.judge->to_json() : json(nullptr)},
+               {"lora", o.lora ? json{{"rank", o.lora->rank}, {"alpha", o.lora->effective_alpha()},
+                                      {"dropout", o.lora->dropout}, {"targets", o.lora->targets}}
+                               : json(nullptr)}};
 }
 
-void Trainer::resume_from(const std::string& dir) {
-  Checkpoint c = load_checkpoint(dir);
+void Trainer::resume_from(Checkpoint& c) {
   const json& saved = c.state.run_config;
   HYDRA_CHECK(saved.is_object(), c.path, ": the checkpoint has no run arguments to compare with");
   for (const auto& [key, value] : identity_.items()) {
@@ -304,7 +373,6 @@ void Trainer::resume_from(const std::string& dir) {
                 " differs from the one the run trained on (", c.manifest.data_files[i].path, ", sha256 ",
                 c.manifest.data_files[i].sha256, ")");
 
-  model_ = std::move(c.model);
   setup_trainable();
   optimizer_->load_state(c.state);
   HYDRA_CHECK(optimizer_->steps_taken() == c.state.step, c.path, ": the optimizer has taken ",
@@ -316,6 +384,9 @@ void Trainer::resume_from(const std::string& dir) {
   }
   step_ = c.state.step;
   tokens_seen_ = c.state.tokens_seen;
+  auto rng = c.state.rng.find("lora_dropout");
+  HYDRA_CHECK(rng != c.state.rng.end(), c.path, ": the training state has no 'lora_dropout' random stream");
+  dropout_gen_.set_state(rng->second.seed, rng->second.offset);
   const json& p = c.state.progress;
   elapsed_before_ = p.value("elapsed_s", 0.0);
   best_val_loss_ = p.value("best_val_loss", 0.0);
@@ -328,50 +399,19 @@ void Trainer::resume_from(const std::string& dir) {
 StepMetrics Trainer::step() {
   HYDRA_CHECK(step_ < schedule_.total_steps, "train: all ", schedule_.total_steps, " steps are done");
   const auto start = std::chrono::steady_clock::now();
-  const int64_t s = step_ + 1, K = options_.grad_accum;
+  const int64_t s = step_ + 1;
   const double n_trained = static_cast<double>(trained_heads_.size());
   const double lr = schedule_.lr_at(s);
   trainable_->zero_grad();
 
-  // Every micro-batch of the step first: each head's loss is token-weighted over all K of them.
-  std::vector<std::vector<Batch>> batches(static_cast<size_t>(K));
-  std::map<int64_t, int64_t> counted;  // head -> targets counted over the step
-  int64_t tokens = 0;
-  for (int64_t m = 0; m < K; ++m)
-    for (Group& g : groups_) {
-      batches[m].push_back(g.stream->next(options_.batch));
-      const int64_t c = count_targets(batches[m].back().targets);
-      for (int64_t k : g.heads) counted[k] += c;
-      tokens += batches[m].back().inputs.numel();
-    }
-  for (int64_t k : trained_heads_)
-    HYDRA_CHECK(counted[k] > 0, "step ", s, ": head ", k, "'s batches have no counted target (every target ignored)");
-
-  std::map<int64_t, double> head_loss;  // Σ_m share · n_trained = head k's loss over the step
-  for (int64_t m = 0; m < K; ++m) {
-    if (observer_) observer_->on_micro_batch(s, m);
-    for (size_t gi = 0; gi < groups_.size(); ++gi) {
-      const Group& g = groups_[gi];
-      const Batch& batch = batches[m][gi];
-      // The trunk runs once for the group; with a graph only when one of its parameters trains.
-      Tensor h;
-      {
-        std::optional<NoGradGuard> no_grad;
-        if (!trunk_trains_) no_grad.emplace();
-        h = model_->forward_trunk(batch.inputs);  // shape: (B, T, C)
-      }
-      // The heads start from a leaf that collects the gradient they send back to the trunk.
-      Tensor h_in = h.detach();
-      if (trunk_trains_) h_in.set_requires_grad(true);
-      for (int64_t k : g.heads) {
-        Tensor logits = model_->lm_head.forward(model_->heads[k]->forward(h_in));  // shape: (B, T, V)
-        Tensor share = cross_entropy_share(logits, batch.targets, static_cast<double>(counted[k]) * n_trained);
-        head_loss[k] += share.item<double>() * n_trained;
-        if (share.requires_grad()) share.backward();
-      }
-      if (trunk_trains_ && h_in.grad().defined()) h.backward(h_in.grad());
-    }
-  }
+  // LoRA dropout is on while the step runs (and only then: evaluation sees no dropout).
+  struct DropoutOff {
+    nn::Module& model;
+    ~DropoutOff() { nn::set_lora_training(model, nullptr); }
+  } dropout_off{*model_};
+  nn::set_lora_training(*model_, &dropout_gen_);
+  std::map<int64_t, double> head_loss;  // each trained head's loss over the step
+  const int64_t tokens = options_.judge ? judge_forward_backward(s, head_loss) : forward_backward(s, head_loss);
 
   StepMetrics r;
   r.step = s;
@@ -407,8 +447,78 @@ StepMetrics Trainer::step() {
   return r;
 }
 
+// Steps 2-4 of the top of trainer.h for the next-token and SFT objectives. Returns the input tokens.
+int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_loss) {
+  const int64_t K = options_.grad_accum;
+  const double n_trained = static_cast<double>(trained_heads_.size());
+  // Every micro-batch of the step first: each head's loss is token-weighted over all K of them.
+  std::vector<std::vector<Batch>> batches(static_cast<size_t>(K));
+  std::map<int64_t, int64_t> counted;  // head -> targets counted over the step
+  int64_t tokens = 0;
+  for (int64_t m = 0; m < K; ++m)
+    for (Group& g : groups_) {
+      batches[m].push_back(g.stream->next(options_.batch));
+      const int64_t c = count_targets(batches[m].back().targets);
+      for (int64_t k : g.heads) counted[k] += c;
+      tokens += batches[m].back().inputs.numel();
+    }
+  for (int64_t k : trained_heads_)
+    HYDRA_CHECK(counted[k] > 0, "step ", s, ": head ", k, "'s batches have no counted target (every target ignored)");
+
+  // head_loss[k] accumulates Σ_m share · n_trained: head k's loss over the step.
+  for (int64_t m = 0; m < K; ++m) {
+    if (observer_) observer_->on_micro_batch(s, m);
+    for (size_t gi = 0; gi < groups_.size(); ++gi) {
+      const Group& g = groups_[gi];
+      const Batch& batch = batches[m][gi];
+      // The trunk runs once for the group; with a graph only when one of its parameters trains.
+      Tensor h;
+      {
+        std::optional<NoGradGuard> no_grad;
+        if (!trunk_trains_) no_grad.emplace();
+        h = model_->forward_trunk(batch.inputs);  // shape: (B, T, C)
+      }
+      // The heads start from a leaf that collects the gradient they send back to the trunk.
+      Tensor h_in = h.detach();
+      if (trunk_trains_) h_in.set_requires_grad(true);
+      for (int64_t k : g.heads) {
+        Tensor logits = model_->lm_head.forward(model_->heads[k]->forward(h_in));  // shape: (B, T, V)
+        Tensor share = cross_entropy_share(logits, batch.targets, static_cast<double>(counted[k]) * n_trained);
+        head_loss[k] += share.item<double>() * n_trained;
+        if (share.requires_grad()) share.backward();
+      }
+      if (trunk_trains_ && h_in.grad().defined()) h.backward(h_in.grad());
+    }
+  }
+
+  return tokens;
+}
+
+// The uncertainty objective: the judge head's mean Brier score over the step's K micro-batches.
+int64_t Trainer::judge_forward_backward(int64_t s, std::map<int64_t, double>& head_loss) {
+  const int64_t K = options_.grad_accum, judge = options_.judge->judge_head;
+  Group& g = groups_.at(0);
+  const double rows = static_cast<double>(K * options_.batch);
+  int64_t tokens = 0;
+  for (int64_t m = 0; m < K; ++m) {
+    if (observer_) observer_->on_micro_batch(s, m);
+    const Batch batch = g.stream->next(options_.batch);
+    tokens += batch.inputs.numel();
+    Tensor share = brier_share(judge_scores(*model_, batch, judge, judge_id_a_, judge_id_b_), batch.label, rows);
+    head_loss[judge] += share.item<double>();
+    share.backward();
+  }
+  return tokens;
+}
+
+JudgeEval Trainer::evaluate_judge() {
+  HYDRA_CHECK(eval_data_ != nullptr && options_.judge, "evaluate_judge: the run has no judge --val data");
+  return train::evaluate_judge(*model_, static_cast<const JudgeDataset&>(*eval_data_), options_.judge->judge_head,
+                               judge_id_a_, judge_id_b_, options_.eval_batch > 0 ? options_.eval_batch : options_.batch);
+}
+
 EvalResult Trainer::evaluate() {
-  HYDRA_CHECK(eval_data_ != nullptr, "evaluate: the run has no --val data");
+  HYDRA_CHECK(eval_data_ != nullptr && !options_.judge, "evaluate: the run has no --val data to score heads on");
   std::vector<int64_t> all;
   for (int64_t k = 0; k < model_->config().n_heads; ++k) all.push_back(k);
   EvalOptions eo;
@@ -428,6 +538,7 @@ TrainingState Trainer::training_state() const {
   st.data_loader = json::object();
   for (const Group& g : groups_) st.data_loader[g.name] = g.stream->state();
   st.run_config = identity_;
+  st.rng["lora_dropout"] = {dropout_gen_.seed(), dropout_gen_.offset()};
   st.progress = {{"elapsed_s", elapsed_before_ + seconds_since(started_)},
                  {"best_val_loss", best_val_loss_},
                  {"best_step", best_step_},
@@ -507,7 +618,10 @@ void Trainer::run(TrainObserver& observer) {
   for (const char* c : {"grad_norm", "tokens_per_s", "elapsed_s"}) columns.push_back(c);
   CsvLog metrics((fs::path(options_.out_dir) / "metrics.csv").string(), columns);
   std::unique_ptr<CsvLog> evals;
-  if (eval_data_) {
+  if (eval_data_ && options_.judge) {
+    evals = std::make_unique<CsvLog>((fs::path(options_.out_dir) / "eval.csv").string(),
+                                     std::vector<std::string>{"step", "brier", "answer_head_accuracy", "auroc", "ece"});
+  } else if (eval_data_) {
     std::vector<std::string> ecols = {"step"};
     for (int64_t k = 0; k < model_->config().n_heads; ++k) ecols.push_back("loss_head" + std::to_string(k));
     for (const char* c : {"ensemble_loss", "poe_loss", "disagreement"}) ecols.push_back(c);
@@ -546,22 +660,32 @@ void Trainer::run(TrainObserver& observer) {
     const bool last = step_ == schedule_.total_steps;
     bool save_now = last || (options_.save_every > 0 && step_ % options_.save_every == 0);
     if (eval_data_ && (last || (options_.eval_every > 0 && step_ % options_.eval_every == 0))) {
-      const EvalResult e = evaluate();
-      std::vector<std::string> erow = {std::to_string(step_)};
-      for (double l : e.head_loss) erow.push_back(log_number(l));
-      erow.push_back(log_number(e.ensemble_loss));
-      erow.push_back(log_number(e.poe_loss));
-      erow.push_back(log_number(e.disagreement));
-      if (sft_) {
-        for (double x : e.head_exact_match) erow.push_back(log_number(x));
-        erow.push_back(log_number(e.ensemble_exact_match));
-      }
-      evals->append(erow);
-      observer.on_eval(step_, e);
-      // The run's val loss: the mean over the trained heads.
+      // The run's val loss: the mean over the trained heads (the Brier score for the judge).
       double val = 0;
-      for (int64_t k : trained_heads_) val += e.head_loss[k];
-      val /= static_cast<double>(trained_heads_.size());
+      if (options_.judge) {
+        const JudgeEval e = evaluate_judge();
+        evals->append({std::to_string(step_), log_number(e.brier), log_number(e.accuracy), log_number(e.auroc),
+                       log_number(e.ece)});
+        observer.on_judge_eval(step_, e);
+        val = e.brier;
+        const std::string why = plot_reliability((fs::path(options_.out_dir) / "reliability.svg").string(), e);
+        if (!why.empty() && !plot_warned) observer.on_message("reliability.svg not drawn: " + why);
+      } else {
+        const EvalResult e = evaluate();
+        std::vector<std::string> erow = {std::to_string(step_)};
+        for (double l : e.head_loss) erow.push_back(log_number(l));
+        erow.push_back(log_number(e.ensemble_loss));
+        erow.push_back(log_number(e.poe_loss));
+        erow.push_back(log_number(e.disagreement));
+        if (sft_) {
+          for (double x : e.head_exact_match) erow.push_back(log_number(x));
+          erow.push_back(log_number(e.ensemble_exact_match));
+        }
+        evals->append(erow);
+        observer.on_eval(step_, e);
+        for (int64_t k : trained_heads_) val += e.head_loss[k];
+        val /= static_cast<double>(trained_heads_.size());
+      }
       if (best_step_ < 0 || val < best_val_loss_) {
         best_val_loss_ = val;
         best_step_ = step_;
@@ -582,7 +706,11 @@ void Trainer::run(TrainObserver& observer) {
     }
   }
   if (saved_at != step_) observer.on_checkpoint(step_, save_checkpoint());
-  // The final model, loadable by every command, next to the logs.
+  // The final model, loadable by every command, next to the logs (checkpoints keep the adapters apart).
+  if (options_.merge_lora) {
+    const int64_t merged = merge_lora_adapters(*model_);
+    observer.on_message("merged " + std::to_string(merged) + " LoRA adapters into the final model's weights");
+  }
   write_model_files(options_.out_dir, *model_);
   plot();
   observer_ = nullptr;

@@ -34,9 +34,12 @@
 
 #include "hydra/hydra_transformer.h"
 #include "io/token_data.h"
+#include "nn/lora.h"
+#include "tensor/random.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
+#include "train/judge.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/trainable.h"
@@ -62,6 +65,9 @@ struct TrainOptions {
   std::string tokenizer;
   bool sft_eos = false;
   bool truncate_left = false;
+  // The uncertainty objective (train/judge.h), on the same prompt/answer file as `sft`: only the judge
+  // head trains, on the Brier score of its verdict about the answer head's answers.
+  std::optional<JudgeOptions> judge;
 
   // The shape of a step: grad_accum micro-batches of batch x seq.
   int64_t batch = 8, seq = 256, grad_accum = 1;
@@ -79,6 +85,10 @@ struct TrainOptions {
   // heads (everything else frozen).
   std::vector<std::string> freeze;
   std::vector<int64_t> train_heads;
+  // LoRA: adapters on the trained heads' targeted linears (hydra/lora.h), and only they train. The
+  // final model keeps them as adapter files, or folds them into the weights with merge_lora.
+  std::optional<nn::LoraConfig> lora;
+  bool merge_lora = false;
 
   uint64_t seed = 0;
 
@@ -118,6 +128,7 @@ class TrainObserver {
   virtual void on_micro_batch(int64_t /*step*/, int64_t /*micro_batch*/) {}
   virtual void on_step(const StepMetrics&) {}
   virtual void on_eval(int64_t /*step*/, const EvalResult&) {}
+  virtual void on_judge_eval(int64_t /*step*/, const JudgeEval&) {}
   virtual void on_checkpoint(int64_t /*step*/, const std::string& /*path*/) {}
   virtual void on_message(const std::string&) {}
 };
@@ -135,6 +146,7 @@ class Trainer {
   // The evaluation set of the run (val data), if any, through train/evaluate.h.
   bool has_eval_data() const { return eval_data_ != nullptr; }
   EvalResult evaluate();
+  JudgeEval evaluate_judge();  // the uncertainty objective's evaluation on its val rows
   // Writes out_dir/checkpoints/step_<N> and prunes old ones.
   std::string save_checkpoint();
   // The whole run; returns when the steps are done or early stopping ends it.
@@ -157,7 +169,9 @@ class Trainer {
   void setup_trainable();
   void setup_data();
   void setup_identity();
-  void resume_from(const std::string& checkpoint_dir);
+  void resume_from(Checkpoint& checkpoint);
+  int64_t forward_backward(int64_t step, std::map<int64_t, double>& head_loss);
+  int64_t judge_forward_backward(int64_t step, std::map<int64_t, double>& head_loss);
   TrainingState training_state() const;
   void prune_checkpoints();
 
@@ -172,8 +186,10 @@ class Trainer {
   std::vector<Group> groups_;
   std::shared_ptr<const Dataset> eval_data_;
   bool sft_ = false;
+  int64_t judge_id_a_ = -1, judge_id_b_ = -1;  // the judge tokens' ids
   std::vector<DataFileRecord> data_files_;
   nlohmann::json identity_;
+  Generator dropout_gen_;  // LoRA dropout masks (saved in checkpoints as the "lora_dropout" stream)
 
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)

@@ -10,11 +10,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION -- command...: the command must succeed
-  local what=$1
-  shift 2
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 
 # Convert (sharded input), run, export head 1 sharded, convert back, run again: same logits.
 expect 0 "trunk 2 + 3 heads x 2 blocks" -- "$hydra" convert "$hf" --out "$dir/m" --n-heads 3 --heads-depth 2 --vocab-size 320

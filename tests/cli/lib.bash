@@ -3,6 +3,7 @@
 #
 #   expect CODE PATTERN -- command...   the command exits with CODE and PATTERN (a grep regex; set
 #                                       EXPECT_FIXED=1 for a fixed string) is in its stdout+stderr.
+#   check DESCRIPTION -- command...     the command succeeds (a test, cmp, ...).
 # Counts into $pass and $fail; a failure prints the command, its exit code and its first lines.
 pass=0
 fail=0
@@ -21,4 +22,10 @@ expect() {
   else
     pass=$((pass + 1))
   fi
+}
+
+check() {
+  local what=$1
+  shift 2  # DESCRIPTION --
+  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
 }

@@ -55,6 +55,24 @@ expect 0 "done: 8 steps" -- "$hydra" train "$dir/model" --sft "$dir/qa.jsonl" --
   --epochs 2 --batch 3 --seq 16 --sft-eos --val "$dir/qa.jsonl"
 check "SFT evals report exact match" grep -q "exact_match_ensemble" "$dir/sft/eval.csv"
 
+expect 0 "done: 3 steps" -- "$hydra" train "$dir/model" --data "$dir/train.bin" --out "$dir/lora" --steps 3 --batch 2 \
+  --seq 16 --train-heads 0 --lora-rank 2 --lora-dropout 0.1
+check "a LoRA run keeps its adapters in the final model" test -f "$dir/lora/adapter_config.json"
+expect 0 "head 0: loss" -- "$hydra" eval "$dir/lora" --data "$dir/val.bin" --seq 16
+expect 0 "merged 3 LoRA adapters" -- "$hydra" train "$dir/model" --data "$dir/train.bin" --out "$dir/lora-merged" \
+  --steps 3 --batch 2 --seq 16 --train-heads 0 --lora-rank 2 --merge-lora
+check "--merge-lora writes a plain model" test ! -e "$dir/lora-merged/adapter_config.json"
+
+# The uncertainty head: judge head 2 on head 0's answers (judge tokens that are single tiny-tokenizer ids).
+expect 0 "judge Brier" -- "$hydra" train "$dir/model" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" \
+  --judge-head 2 --answer-head 0 --judge-tokens 1,0 --val "$dir/qa.jsonl" --out "$dir/judge" --steps 3 --batch 4 --seq 64
+check "the judge's eval.csv" test "$(head -1 "$dir/judge/eval.csv")" = "step,brier,answer_head_accuracy,auroc,ece"
+check "only the judge head trained" test "$(head -1 "$dir/judge/metrics.csv")" = \
+  "step,lr,loss,loss_head2,grad_norm,tokens_per_s,elapsed_s"
+expect 0 "ECE" -- "$hydra" eval "$dir/judge" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" \
+  --judge-head 2 --answer-head 0 --judge-tokens 1,0 --seq 64 --reliability-svg "$dir/rel.svg"
+if command -v gnuplot >/dev/null; then check "reliability diagram drawn" grep -q "<svg" "$dir/rel.svg"; fi
+
 # ---- bad arguments: exit 2, one message, --out untouched ----
 bad() {  # bad PATTERN args...
   local pattern=$1
@@ -73,6 +91,14 @@ bad "matches no file" --data "$dir/nothing_*.bin" --steps 2
 bad "nothing to resume" "${base[@]}" --resume
 bad "give --steps N or --epochs E" --data "$dir/train.bin" --seq 16
 bad "--sft needs --tokenizer" --sft "$dir/qa.jsonl" --steps 2
+bad "need --lora-rank" "${base[@]}" --lora-alpha 4
+bad "needs --judge-head U and --answer-head A" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" --steps 2
+bad "must be different heads" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" --steps 2 \
+  --judge-head 1 --answer-head 1
+bad "each judge token must be exactly one" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" --steps 2 \
+  --judge-head 1 --answer-head 0 --judge-tokens 'ab c,B' --seq 64
+bad "trunk" "${base[@]}" --lora-rank 2 --lora-targets 'trunk.blocks.0.attention.w_q'
+bad "dropout" "${base[@]}" --lora-rank 2 --lora-dropout 1.5
 printf '{"prompt": "1+1=", "answer": "2"}\n{"prompt": 3}\n' >"$dir/broken.jsonl"
 bad "broken.jsonl:2" --sft "$dir/broken.jsonl" --tokenizer "$tiny" --steps 2 --seq 16
 head -c 20 "$dir/train.bin" >"$dir/short.bin"
