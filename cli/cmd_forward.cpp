@@ -5,13 +5,16 @@
 //   hydra forward models/tiny --tokens "5,6,7" --hidden-heads 0 --hidden-out hidden.npy --out logits.npy
 //
 // Logits are (n_selected, batch, seq_out, vocab) float32; hidden states (with --hidden-heads, through
-// residual_forward) are (len(hidden_heads), batch, seq_out, d_model).
+// residual_forward) are (len(hidden_heads), batch, seq_out, d_model). The outputs are all-or-nothing:
+// two outputs naming one file, or an output that is an input, are refused before anything runs, and
+// both files are written in full before either replaces what was there.
 #include <iostream>
 #include <sstream>
 
 #include "autograd/ops.h"
 #include "cli/command.h"
 #include "hydra/model_dir.h"
+#include "io/atomic_file.h"
 #include "io/npy.h"
 
 namespace hydra::cli {
@@ -102,6 +105,13 @@ Command add_forward_command(CLI::App& hydra) {
             HYDRA_CHECK(!opt->tokens.empty() || !opt->tokens_file.empty(), "forward: give --tokens or --tokens-file");
             HYDRA_CHECK(opt->residual.empty() || hh->count() == 0,
                         "forward: --residual and --hidden-heads cannot be combined (residual_forward takes no residual)");
+            std::vector<io::NamedPath> outputs = {{"--out", opt->out}};
+            if (!opt->hidden_out.empty()) outputs.push_back({"--hidden-out", opt->hidden_out});
+            std::vector<io::NamedPath> inputs = {{"config.json", opt->model + "/config.json"},
+                                                 {"model.safetensors", opt->model + "/model.safetensors"}};
+            if (!opt->tokens_file.empty()) inputs.push_back({"--tokens-file", opt->tokens_file});
+            if (!opt->residual.empty()) inputs.push_back({"--residual", opt->residual});
+            io::check_distinct_outputs(outputs, inputs);
             // Read and check every input before loading the model or writing anything.
             HydraTransformerConfig config = load_model_config(opt->model);
             const int64_t C = config.base_config.d_model;
@@ -123,8 +133,10 @@ Command add_forward_command(CLI::App& hydra) {
             auto model = load_model_dir(opt->model);
             if (hh->count() > 0) {
               auto [logits, hidden] = model->residual_forward(ids, hidden_heads, heads, opt->last_token_only);
-              io::save_npy(opt->out, logits);
-              io::save_npy(opt->hidden_out, hidden);
+              io::AtomicFile logits_out(opt->out), hidden_out(opt->hidden_out);
+              io::save_npy(logits_out, logits);
+              io::save_npy(hidden_out, hidden);
+              io::commit_together({&logits_out, &hidden_out});
               std::cout << "forward: logits " << shape_str(logits.shape()) << " -> " << opt->out << ", hidden "
                         << shape_str(hidden.shape()) << " -> " << opt->hidden_out << "\n";
             } else {

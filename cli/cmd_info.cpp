@@ -5,27 +5,19 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <map>
+#include <sstream>
 
 #include "autograd/grad_mode.h"
 #include "cli/command.h"
 #include "hydra/lora.h"
 #include "hydra/model_dir.h"
+#include "io/safetensors.h"
+#include "tensor/machine_memory.h"
 
 namespace hydra::cli {
 
 namespace {
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  std::ostringstream os;
-  os << std::fixed << std::setprecision(u == 0 ? 0 : 2) << bytes << " " << units[u];
-  return os.str();
-}
 
 std::string with_commas(int64_t n) {
   std::string s = std::to_string(n), out;
@@ -87,6 +79,21 @@ Command add_info_command(CLI::App& hydra) {
             const bool is_dir = std::filesystem::is_directory(opt->target);
             HydraTransformerConfig config =
                 is_dir ? load_model_config(opt->target) : HydraTransformerConfig::preset(opt->target);
+            // The weight file's header only (no weights read): every name, shape and dtype must match.
+            std::string weights_line;
+            if (is_dir) {
+              const std::string weights = (std::filesystem::path(opt->target) / "model.safetensors").string();
+              const io::SafetensorsHeader header = io::read_safetensors_header(weights);
+              check_weights_match_config(header, config, weights);
+              const uint64_t data = header.tensors.empty() ? 0 : header.tensors.back().data_end;
+              std::map<std::string, int64_t> dtypes;
+              for (const auto& t : header.tensors) ++dtypes[t.dtype];
+              std::ostringstream line;
+              line << "weights: " << weights << " (" << human_bytes(static_cast<double>(header.data_start + data));
+              for (const auto& [dtype, n] : dtypes) line << ", " << n << " " << dtype;
+              line << " tensors), matching the config\n";
+              weights_line = line.str();
+            }
             // A meta build: the real module tree, counted, with no parameter memory.
             auto model = config.build("meta");
             if (is_dir) load_lora_files(opt->target, *model);  // meta adapters: counted, not allocated
@@ -95,7 +102,8 @@ Command add_info_command(CLI::App& hydra) {
             std::cout << "model: " << (is_dir ? opt->target : "preset " + opt->target) << "\n"
                       << "base:  " << b.summary() << "\n"
                       << "hydra: trunk " << config.trunk_layers << " blocks, " << config.n_heads << " heads x "
-                      << config.head_layers << " blocks, shared lm_head\n";
+                      << config.head_layers << " blocks, shared lm_head\n"
+                      << weights_line;
             if (lora) {
               std::cout << "lora:  rank " << lora->config.rank << ", alpha " << lora->config.effective_alpha()
                         << ", dropout " << lora->config.dropout << ", targets";

@@ -40,7 +40,7 @@ Command add_init_command(CLI::App& hydra) {
             if (!opt->preset.empty()) {
               config = HydraTransformerConfig::preset(opt->preset);
             } else {
-              config = HydraTransformerConfig::from_json(io::read_json_file(opt->config_file), opt->config_file);
+              config = HydraTransformerConfig::from_json(io::read_json_file(opt->config_file, "Hydra model config", kMaxConfigBytes), opt->config_file);
             }
             if (opt->n_heads) config.n_heads = opt->n_heads;
             if (opt->vocab_size) config.base_config.vocab_size = opt->vocab_size;

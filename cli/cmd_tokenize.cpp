@@ -10,42 +10,29 @@
 //    "sources": [{"path", "sha256", "bytes", "tokens"}]}   (a source's tokens include its EOS)
 // --append-eos puts the EOS id (--eos-token, default "<|endoftext|>") after each input's tokens.
 // Special-token text in the inputs is plain text unless --allow-special.
-// Every input is read and encoded before anything is written; both files are written atomically, so
-// an error (exit 2, naming the file) leaves any existing output untouched.
+// Every input is read and encoded before anything is written; both files are written in full and then
+// renamed into place back to back (io/atomic_file.h's commit_together), so an error or an interruption
+// (exit 2 naming the file, or the signal's own status) leaves the existing pair untouched and no
+// temporary file behind. An output that is one of the inputs is refused.
 // Not yet: streaming (inputs and ids are held in memory), several threads.
 #include <bit>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/sha256.h"
 #include "io/tokenizer.h"
 #include "tensor/error.h"
+#include "tensor/machine_memory.h"
 
 static_assert(std::endian::native == std::endian::little, "token files are written as host memory");
 
 namespace hydra::cli {
 
 namespace {
-
-std::string read_file(const std::string& path, const char* what) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  HYDRA_CHECK(f != nullptr, "cannot open ", what, " ", path, ": ", std::strerror(errno));
-  std::string bytes;
-  char buffer[1 << 16];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0) bytes.append(buffer, n);
-  const bool failed = std::ferror(f) != 0;  // e.g. a directory: EISDIR
-  const int error = errno;
-  std::fclose(f);
-  HYDRA_CHECK(!failed, "cannot read ", what, " ", path, ": ", std::strerror(error));
-  return bytes;
-}
 
 struct Source {
   std::string path, sha256;
@@ -69,7 +56,10 @@ Command add_tokenize_command(CLI::App& hydra) {
   app->add_option("--eos-token", opt->eos_token, "The EOS token's text (default <|endoftext|>)");
   app->add_flag("--allow-special", opt->allow_special, "Encode special-token text in the inputs as special tokens");
   return {app, [opt] {
-            const std::string tokenizer_json = read_file(opt->tokenizer, "tokenizer file");
+            std::vector<io::NamedPath> inputs = {{"--tokenizer", opt->tokenizer}};
+            for (const std::string& path : opt->inputs) inputs.push_back({"a text to tokenize", path});
+            io::check_distinct_outputs({{"--out", opt->out}, {"the sidecar", opt->out + ".json"}}, inputs);
+            const std::string tokenizer_json = io::read_file(opt->tokenizer, "tokenizer file", io::kMaxTokenizerBytes);
             const io::Tokenizer tokenizer = io::Tokenizer::from_json(tokenizer_json, opt->tokenizer);
             std::optional<uint32_t> eos;
             if (opt->append_eos) {
@@ -80,7 +70,11 @@ Command add_tokenize_command(CLI::App& hydra) {
             std::vector<uint32_t> ids;
             std::vector<Source> sources;
             for (const std::string& path : opt->inputs) {
-              const std::string text = read_file(path, "input file");
+              // Held in memory with its ids (4 bytes each; real text has 3-5 bytes per token, at worst
+              // 1): a file that cannot fit twice over is refused before it is read.
+              const io::InputFile in = io::InputFile::open(path, "input file");
+              check_fits_in_memory(2 * in.size(), "tokenizing " + path);
+              const std::string text = in.read_all(in.size());
               const size_t before = ids.size();
               tokenizer.encode(text, ids, opt->allow_special, path);
               if (eos) ids.push_back(*eos);
@@ -102,15 +96,15 @@ Command add_tokenize_command(CLI::App& hydra) {
             for (const Source& s : sources)
               sidecar["sources"].push_back({{"path", s.path}, {"sha256", s.sha256}, {"bytes", s.bytes}, {"tokens", s.tokens}});
 
-            io::AtomicFile out(opt->out);
+            io::AtomicFile out(opt->out), side(opt->out + ".json");
             if (narrow) {
               const std::vector<uint16_t> narrow_ids(ids.begin(), ids.end());
               out.write(narrow_ids.data(), narrow_ids.size() * sizeof(uint16_t));
             } else {
               out.write(ids.data(), ids.size() * sizeof(uint32_t));
             }
-            out.commit();
-            io::write_file_atomic(opt->out + ".json", sidecar.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+            side.write(sidecar.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+            io::commit_together({&out, &side});
             std::cout << "wrote " << ids.size() << " tokens (" << (narrow ? "uint16" : "uint32") << ") from "
                       << sources.size() << " file" << (sources.size() == 1 ? "" : "s") << " to " << opt->out << "\n";
             return 0;

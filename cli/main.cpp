@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/command.h"
+#include "io/temp_files.h"
 #include "tensor/error.h"
 #include "tensor/parallel.h"
 
@@ -97,19 +98,28 @@ int run(int argc, char** argv) {
   return 1;
 }
 
+// A message as printed: names and values read from a file can be of any length, the terminal need not be.
+std::string shown(const std::string& message) {
+  constexpr size_t kMaxChars = 4000;
+  if (message.size() <= kMaxChars) return message;
+  return message.substr(0, kMaxChars) + "... (" + std::to_string(message.size() - kMaxChars) + " more characters)";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An interrupted command removes its temporary files and directories (io/temp_files.h).
+  hydra::io::remove_temps_on_signals();
   try {
     return run(argc, argv);
   } catch (const hydra::Error& e) {
-    std::cerr << "hydra: error: " << e.what() << "\n";
+    std::cerr << "hydra: error: " << shown(e.what()) << "\n";
     return 2;
   } catch (const hydra::InternalError& e) {
-    std::cerr << "hydra: " << e.what() << "\n(this is a bug in Hydra; please report it)\n";
+    std::cerr << "hydra: " << shown(e.what()) << "\n(this is a bug in Hydra; please report it)\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "hydra: unexpected error: " << e.what() << "\n";
+    std::cerr << "hydra: unexpected error: " << shown(e.what()) << "\n";
     return 1;
   } catch (...) {
     std::cerr << "hydra: unexpected error of unknown type\n";

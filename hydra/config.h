@@ -9,11 +9,13 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "nn/transformer_config.h"
+#include "tensor/shape.h"
 
 namespace hydra {
 
@@ -25,16 +27,40 @@ struct HydraTransformerConfig {
   int64_t trunk_layers = 0;
   int64_t head_layers = 1;
 
+  // What a config may ask for. A config.json is outside input: without limits it could ask for 10^9
+  // layers (a module tree that never finishes building, even on the meta device) or sizes whose products
+  // overflow int64. Every limit is far above any real model (Llama 3 405B: 126 layers, d 16384).
+  static constexpr int64_t kMaxSize = int64_t{1} << 31;  // every base_config size (vocab, d_model, ...)
+  static constexpr int64_t kMaxLayers = 4096;            // base_config.n_layers
+  static constexpr int64_t kMaxHeads = 1024;             // n_heads (hydra heads)
+  static constexpr int64_t kMaxBlocks = 16384;           // trunk_layers + n_heads x head_layers
+  static constexpr int64_t kMaxParams = int64_t{1} << 48;
+
   // trunk_layers + head_layers == base_config.n_layers, n_heads >= 1, trunk_layers >= 0,
-  // head_layers >= 1, and the base config's own rules. Throws hydra::Error naming the field.
+  // head_layers >= 1, the limits above (the parameter count computed with overflow checks), and the
+  // base config's own rules. Throws hydra::Error naming the field.
   void validate() const;
 
-  // Builds the model (hydra/hydra_transformer.h). init_device "cpu": parameters in one slab, initialised
-  // as OLMo-core does (trunc normal std 0.02 at ±3 std, norms 1) from `seed`, every head its own draw;
-  // "meta": the whole module tree with shapes only and no parameter memory.
+  // Builds the model (hydra/hydra_transformer.h). init_device:
+  //   "cpu"    parameters in one slab, initialised as OLMo-core does (trunc normal std 0.02 at ±3 std,
+  //            norms 1) from `seed`, every head its own draw;
+  //   "empty"  parameters in one slab, not initialised (their values are unspecified): for a loader that
+  //            writes every parameter next (load_state_dict, a converter). The slab's pages cost no
+  //            memory until written, so building this way and loading costs one copy of the weights;
+  //   "meta"   the whole module tree with shapes only and no parameter memory: for counting, and for a
+  //            loader that hands the model its tensors (Module::assign_state_dict, as model directories
+  //            are loaded: their weight file memory-mapped and used in place).
+  // "cpu" and "empty" first check the slab fits in this machine's memory (tensor/machine_memory.h) and
+  // refuse, saying how much it needs, before allocating anything.
   std::unique_ptr<HydraTransformer> build(const std::string& init_device = "cpu", uint64_t seed = 0) const;
 
-  // Parameter counts, computed from the shapes alone (no model needed).
+  // Every parameter's name and shape in named_parameters() order, from the config alone: what a weight
+  // file must hold, checked before anything is built.
+  std::vector<std::pair<std::string, Shape>> parameter_shapes() const;
+  // The bytes of build("cpu")'s slab (float32, each parameter 64-byte aligned).
+  int64_t slab_bytes() const;
+
+  // Parameter counts, computed from the shapes alone (no model needed), with overflow checks.
   int64_t block_params() const;      // one transformer block
   int64_t embedding_params() const;  // V * d
   int64_t trunk_params() const;      // embeddings + trunk blocks
@@ -60,5 +86,7 @@ struct HydraTransformerConfig {
 };
 
 constexpr int kConfigFormatVersion = 1;
+// A config.json is a few hundred bytes; a file larger than this is not one (and is not read).
+inline constexpr uint64_t kMaxConfigBytes = 1 << 20;
 
 }  // namespace hydra

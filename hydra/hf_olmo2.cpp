@@ -2,16 +2,18 @@
 #include "hydra/hf_olmo2.h"
 
 #include <charconv>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <functional>
 #include <set>
-#include <sstream>
 
 #include "hydra/lora.h"
+#include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
-#include "io/safetensors_index.h"
+#include "io/input_file.h"
 #include "io/json_file.h"
+#include "io/safetensors_index.h"
 #include "tensor/error.h"
 
 namespace hydra {
@@ -43,6 +45,8 @@ constexpr std::pair<const char*, const char*> kTopNames[] = {
 // Config integers are bounded so no product of two of them overflows (shapes are checked against the
 // weights before anything is allocated, so these limits only keep the arithmetic honest).
 constexpr int64_t kMaxConfigInt = int64_t{1} << 31;
+// An HF config.json is a few kB; refuse to read anything absurd into memory.
+constexpr uint64_t kMaxHfConfigBytes = 1 << 20;
 
 // "<prefix><index>.<rest>" -> (index, rest); false when name does not have that form.
 bool split_indexed(const std::string& name, const std::string& prefix, int64_t* index, std::string* rest) {
@@ -67,7 +71,7 @@ int64_t required_int(const nlohmann::json& j, const char* name, const std::strin
   const nlohmann::json* v = find_field(j, name);
   HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
   HYDRA_CHECK(v->is_number_integer() && v->get<int64_t>() >= 1 && v->get<int64_t>() <= kMaxConfigInt, file,
-              ": field '", name, "' must be a whole number from 1 to ", kMaxConfigInt, ", got ", v->dump());
+              ": field '", name, "' must be a whole number from 1 to ", kMaxConfigInt, ", got ", io::json_excerpt(*v));
   return v->get<int64_t>();
 }
 
@@ -75,7 +79,7 @@ double required_positive(const nlohmann::json& j, const char* name, const std::s
   const nlohmann::json* v = find_field(j, name);
   HYDRA_CHECK(v != nullptr, file, ": missing field '", name, "'");
   HYDRA_CHECK(v->is_number() && v->get<double>() > 0, file, ": field '", name, "' must be a positive number, got ",
-              v->dump());
+              io::json_excerpt(*v));
   return v->get<double>();
 }
 
@@ -83,21 +87,8 @@ double required_positive(const nlohmann::json& j, const char* name, const std::s
 void require_false(const nlohmann::json& j, const char* name, const std::string& file, const char* why) {
   const nlohmann::json* v = find_field(j, name);
   if (v == nullptr || v->is_null()) return;
-  HYDRA_CHECK(v->is_boolean(), file, ": field '", name, "' must be true or false, got ", v->dump());
+  HYDRA_CHECK(v->is_boolean(), file, ": field '", name, "' must be true or false, got ", io::json_excerpt(*v));
   HYDRA_CHECK(!v->get<bool>(), file, ": ", name, " = true is not supported (", why, ")");
-}
-
-std::string read_config_text(const std::string& path) {
-  std::error_code ec;
-  HYDRA_CHECK(fs::is_regular_file(path, ec), "cannot read '", path, "' (is the directory an HF checkpoint?)");
-  // A config.json is a few kB; refuse to read anything absurd into memory.
-  const uintmax_t size = fs::file_size(path, ec);
-  HYDRA_CHECK(!ec && size <= 10'000'000, path, ": ", size, " bytes is too large for a config.json");
-  std::ifstream in(path, std::ios::binary);
-  HYDRA_CHECK(in.good(), "cannot read '", path, "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -109,21 +100,21 @@ HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& fi
   const nlohmann::json* model_type = find_field(j, "model_type");
   HYDRA_CHECK(model_type != nullptr, file, ": missing field 'model_type' (expected \"olmo2\")");
   HYDRA_CHECK(model_type->is_string() && model_type->get<std::string>() == "olmo2", file, ": model_type ",
-              model_type->dump(), " is not supported (expected \"olmo2\", an Olmo2ForCausalLM checkpoint)");
+              io::json_excerpt(*model_type), " is not supported (expected \"olmo2\", an Olmo2ForCausalLM checkpoint)");
   if (const nlohmann::json* arch = find_field(j, "architectures"); arch != nullptr && !arch->is_null()) {
     bool found = false;
     if (arch->is_array())
       for (const auto& a : *arch) found = found || (a.is_string() && a.get<std::string>() == "Olmo2ForCausalLM");
-    HYDRA_CHECK(found, file, ": architectures ", arch->dump(), " does not list \"Olmo2ForCausalLM\"");
+    HYDRA_CHECK(found, file, ": architectures ", io::json_excerpt(*arch), " does not list \"Olmo2ForCausalLM\"");
   }
 
   require_false(j, "tie_word_embeddings", file, "Hydra's lm_head has its own weight, separate from the embeddings");
   require_false(j, "attention_bias", file, "Hydra's attention projections have no bias");
   if (const nlohmann::json* scaling = find_field(j, "rope_scaling"); scaling != nullptr)
-    HYDRA_CHECK(scaling->is_null(), file, ": rope_scaling ", scaling->dump(),
+    HYDRA_CHECK(scaling->is_null(), file, ": rope_scaling ", io::json_excerpt(*scaling),
                 " is not supported (Hydra implements plain RoPE; expected null)");
   if (const nlohmann::json* act = find_field(j, "hidden_act"); act != nullptr)
-    HYDRA_CHECK(act->is_string() && act->get<std::string>() == "silu", file, ": hidden_act ", act->dump(),
+    HYDRA_CHECK(act->is_string() && act->get<std::string>() == "silu", file, ": hidden_act ", io::json_excerpt(*act),
                 " is not supported (expected \"silu\": the SwiGLU feed-forward)");
 
   HfOlmo2Config hf;
@@ -147,7 +138,7 @@ HfOlmo2Config parse_hf_olmo2_config(std::string_view text, const std::string& fi
               c.n_heads);
   c.head_dim = c.d_model / c.n_heads;
   if (const nlohmann::json* hd = find_field(j, "head_dim"); hd != nullptr && !hd->is_null())
-    HYDRA_CHECK(hd->is_number_integer() && hd->get<int64_t>() == c.head_dim, file, ": head_dim ", hd->dump(),
+    HYDRA_CHECK(hd->is_number_integer() && hd->get<int64_t>() == c.head_dim, file, ": head_dim ", io::json_excerpt(*hd),
                 " is not supported (Hydra's head_dim is hidden_size / num_attention_heads = ", c.head_dim, ")");
   try {
     c.validate();
@@ -250,56 +241,99 @@ std::map<std::string, Shape> hf_top_shapes(const nn::TransformerConfig& c) {
 
 }  // namespace
 
+namespace {
+
+// Checks one HF tensor — its name maps to OLMo-core, its layer exists, its shape is the config's, its
+// dtype is a float one (`dtype` names it for the message) — and returns its OLMo-core name.
+std::string checked_olmo_name(const std::string& name, const Shape& shape, bool is_float, const std::string& dtype,
+                              const nn::TransformerConfig& base, const std::string& source) {
+  const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
+  Shape want;
+  int64_t layer = 0;
+  std::string rest;
+  if (split_indexed(name, "model.layers.", &layer, &rest)) {
+    HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
+                base.n_layers, " layers (num_hidden_layers in config.json)");
+    want = hf_block_shapes(base).at(rest);
+  } else {
+    want = hf_top_shapes(base).at(name);
+  }
+  HYDRA_CHECK(shape == want, source, ": tensor '", name, "' has shape ", shape_str(shape), " but config.json implies ",
+              shape_str(want));
+  HYDRA_CHECK(is_float, source, ": tensor '", name, "' is ", dtype, "; expected F32, F16 or BF16 weights");
+  return olmo_name;
+}
+
+// Every name present was checked (above) and is distinct, so the state is complete iff there are
+// 3 + 11 n_layers of them. Otherwise this names the first missing tensor. The search stops early: layers
+// 0..k all complete would need 11 (k + 1) tensors, so a missing one appears within the first
+// count / 11 + 1 layers (a config claiming thousands of layers costs nothing here).
+void check_complete(size_t count, const std::function<bool(const std::string&)>& has, const nn::TransformerConfig& base,
+                    const std::string& source) {
+  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
+  for (const auto& [name, shape] : top)
+    HYDRA_CHECK(has(name), source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
+  if (static_cast<int64_t>(count) == expected_count) return;
+  for (int64_t i = 0; i < base.n_layers; ++i)
+    for (const auto& [suffix, shape] : block) {
+      const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
+      HYDRA_CHECK(has(name), source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
+    }
+  HYDRA_ASSERT(false, "tensor count ", count, " != ", expected_count, " yet nothing is missing");
+}
+
+}  // namespace
+
 nn::StateDict olmo_state_from_hf(const std::map<std::string, Tensor>& hf_state, const nn::TransformerConfig& base,
                                  const std::string& source) {
-  const std::map<std::string, Shape> block = hf_block_shapes(base), top = hf_top_shapes(base);
   nn::StateDict olmo;
-  for (const auto& [name, t] : hf_state) {
-    const std::string olmo_name = hf_to_olmo_name(name, source);  // unmapped names fail here
-    Shape want;
-    int64_t layer = 0;
-    std::string rest;
-    if (split_indexed(name, "model.layers.", &layer, &rest)) {
-      HYDRA_CHECK(layer < base.n_layers, source, ": tensor '", name, "' does not belong to a model with ",
-                  base.n_layers, " layers (num_hidden_layers in config.json)");
-      want = block.at(rest);
-    } else {
-      want = top.at(name);
-    }
-    HYDRA_CHECK(t.shape() == want, source, ": tensor '", name, "' has shape ", shape_str(t.shape()),
-                " but config.json implies ", shape_str(want));
-    HYDRA_CHECK(t.dtype() == DType::Float32, source, ": tensor '", name, "' is ", dtype_name(t.dtype()),
-                "; expected F32, F16 or BF16 weights");
-    olmo[olmo_name] = t;
-  }
-  // Every name present is expected (above) and distinct, so the state is complete iff the counts agree.
-  // Otherwise name the first missing tensor. The search stops early: layers 0..k all complete would need
-  // 11 (k + 1) tensors, so a missing one appears within the first size / 11 + 1 layers (a config claiming
-  // two billion layers costs nothing here).
-  for (const auto& [name, shape] : top)
-    HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape), ")");
-  const int64_t expected_count = 3 + static_cast<int64_t>(block.size()) * base.n_layers;
-  if (static_cast<int64_t>(hf_state.size()) != expected_count) {
-    for (int64_t i = 0; i < base.n_layers; ++i)
-      for (const auto& [suffix, shape] : block) {
-        const std::string name = "model.layers." + std::to_string(i) + "." + suffix;
-        HYDRA_CHECK(hf_state.count(name) == 1, source, ": missing tensor '", name, "' (shape ", shape_str(shape),
-                    ")");
-      }
-    HYDRA_ASSERT(false, "tensor count ", hf_state.size(), " != ", expected_count, " yet nothing is missing");
-  }
+  for (const auto& [name, t] : hf_state)
+    olmo[checked_olmo_name(name, t.shape(), t.dtype() == DType::Float32, dtype_name(t.dtype()), base, source)] = t;
+  check_complete(hf_state.size(), [&](const std::string& name) { return hf_state.count(name) == 1; }, base, source);
   return olmo;
 }
 
 std::unique_ptr<HydraTransformer> load_hf_olmo2(const std::string& hf_dir, int64_t n_heads, int64_t heads_depth,
                                                 int64_t vocab_size) {
   const std::string config_path = (fs::path(hf_dir) / "config.json").string();
-  const HfOlmo2Config hf = parse_hf_olmo2_config(read_config_text(config_path), config_path);
+  const HfOlmo2Config hf = parse_hf_olmo2_config(io::read_file(config_path, "HF config", kMaxHfConfigBytes), config_path);
   const HydraTransformerConfig config = hydra_config_from_hf(hf, n_heads, heads_depth, vocab_size);
-  // Every check on the weights happens before the model is allocated.
-  const nn::StateDict olmo = olmo_state_from_hf(io::load_safetensors_checkpoint(hf_dir), hf.base, hf_dir);
-  auto model = config.build("cpu");
-  HydraTransformer::load_olmo_state(*model, olmo, config.trunk_layers, config.base_config.vocab_size);
+  // Every check on the weights is made on the headers, before the model is allocated.
+  const std::vector<io::SafetensorsShard> shards = io::open_safetensors_checkpoint(hf_dir);
+  struct Source {
+    const io::SafetensorsShard* shard;
+    const io::SafetensorsTensorInfo* info;
+    std::string olmo_name;
+  };
+  std::map<std::string, Source> by_hf_name;
+  for (const io::SafetensorsShard& shard : shards)
+    for (const io::SafetensorsTensorInfo& t : shard.header.tensors)
+      by_hf_name[t.name] = {&shard, &t,
+                            checked_olmo_name(t.name, t.shape, io::safetensors_is_float_weight(t.dtype), t.dtype,
+                                              hf.base, hf_dir)};
+  check_complete(by_hf_name.size(), [&](const std::string& name) { return by_hf_name.count(name) == 1; }, hf.base,
+                 hf_dir);
+
+  // Built without initial values; each tensor is read once, straight into its parameter (widened from
+  // F16/BF16 through a small buffer), checked finite there, then copied to the other heads. Memory: the
+  // model's parameters, nothing more.
+  auto model = config.build("empty");
+  std::map<std::string, Tensor*> params;
+  for (auto& [name, t] : model->named_parameters()) params[name] = t;
+  for (const auto& [hf_name, source] : by_hf_name) {
+    const std::vector<std::string> targets =
+        HydraTransformer::olmo_to_hydra_names(source.olmo_name, config.trunk_layers, config.n_heads);
+    Tensor& first = *params.at(targets[0]);
+    float* dst = first.data<float>();
+    const int64_t n = shape_numel(source.info->shape);
+    io::read_safetensors_floats(source.shard->file, source.shard->header, *source.info, dst);
+    check_finite_weights({{hf_name, from_blob(dst, source.info->shape, DType::Float32)}}, hf_dir);
+    // Padded vocabulary rows (embeddings, output): padded ids embed to 0 and get logit exactly 0.
+    if (n < first.numel()) std::memset(dst + n, 0, sizeof(float) * static_cast<size_t>(first.numel() - n));
+    for (size_t k = 1; k < targets.size(); ++k)
+      std::memcpy(params.at(targets[k])->data<float>(), dst, sizeof(float) * static_cast<size_t>(first.numel()));
+  }
   return model;
 }
 

@@ -6,6 +6,7 @@
 #include "autograd/ops.h"
 #include "nn/init.h"
 #include "tensor/copy.h"
+#include "tensor/machine_memory.h"
 
 namespace hydra {
 
@@ -41,23 +42,43 @@ Tensor Head::forward(const Tensor& hidden) {
 
 // ---- the model ----
 
+namespace {
+
+// Everything build() refuses, checked before a single module exists: the config's rules and limits, the
+// device name, and (when parameters get memory) that the slab fits in this machine.
+const HydraTransformerConfig& checked(const HydraTransformerConfig& config, const std::string& init_device) {
+  config.validate();
+  HYDRA_CHECK(init_device == "cpu" || init_device == "empty" || init_device == "meta", "build: init_device '",
+              init_device, "' is not supported (expected \"cpu\", \"empty\" or \"meta\")");
+  if (init_device != "meta")
+    check_fits_in_memory(static_cast<uint64_t>(config.slab_bytes()),
+                         detail::concat_message("building the model (", config.num_params(), " float32 parameters)"));
+  return config;
+}
+
+}  // namespace
+
 HydraTransformer::HydraTransformer(const HydraTransformerConfig& config, const std::string& init_device,
                                    uint64_t seed)
-    : trunk((config.validate(), config)),
+    : trunk(checked(config, init_device)),
       lm_head(config.base_config.d_model, config.base_config.vocab_size, config.base_config.norm_eps),
       config_(config) {
-  HYDRA_CHECK(init_device == "cpu" || init_device == "meta", "build: init_device '", init_device,
-              "' is not supported (expected \"cpu\" or \"meta\")");
   register_module("trunk", trunk);
   for (int64_t k = 0; k < config.n_heads; ++k) {
     heads.push_back(std::make_unique<Head>(config));
     register_module("heads." + std::to_string(k), *heads.back());
   }
   register_module("lm_head", lm_head);
-  if (init_device == "cpu") {
-    slab_ = nn::materialize_parameters(*this);
-    initialize(seed);
-  }
+  // initialize() writes every parameter, so neither device zero-fills the slab first (untouched pages
+  // cost no memory, which is what makes "empty" + loading cost one copy of the weights).
+  if (init_device != "meta") nn::materialize_parameters(*this, /*zero_fill=*/false);
+  if (init_device == "cpu") initialize(seed);
+}
+
+bool HydraTransformer::is_meta() const {
+  for (const auto& [name, t] : named_parameters())
+    if (t->is_meta()) return true;
+  return false;
 }
 
 // OLMo-core's init (docs/model.md, 'Initialisation'), drawing in its order: embeddings; per block q, k, v, out,
@@ -193,6 +214,25 @@ void HydraTransformer::free_kv_cache() {
 
 // ---- loading OLMo-core weights ----
 
+std::vector<std::string> HydraTransformer::olmo_to_hydra_names(const std::string& name, int64_t trunk_layers,
+                                                               int64_t n_heads) {
+  if (name.starts_with("lm_head.")) return {name};
+  if (!name.starts_with("blocks.")) return {"trunk." + name};
+  const size_t dot = name.find('.', 7);
+  int64_t i = -1;
+  const char* first = name.data() + 7;
+  const char* last = name.data() + (dot == std::string::npos ? name.size() : dot);
+  auto [end, ec] = std::from_chars(first, last, i);
+  HYDRA_CHECK(dot != std::string::npos && ec == std::errc() && end == last && i >= 0,
+              "load_olmo_state: malformed block name '", name, "' (expected blocks.<index>.<parameter>)");
+  const std::string rest = name.substr(dot);  // ".attention.w_q.weight"
+  if (i < trunk_layers) return {"trunk.blocks." + std::to_string(i) + rest};
+  std::vector<std::string> names;
+  for (int64_t k = 0; k < n_heads; ++k)
+    names.push_back("heads." + std::to_string(k) + ".blocks." + std::to_string(i - trunk_layers) + rest);
+  return names;
+}
+
 void HydraTransformer::load_olmo_state(HydraTransformer& model, const nn::StateDict& olmo_state, int64_t trunk_layers,
                                        int64_t vocab_size) {
   const int64_t n_heads = model.config().n_heads;
@@ -210,26 +250,8 @@ void HydraTransformer::load_olmo_state(HydraTransformer& model, const nn::StateD
         t = padded;
       }
     }
-    if (name.starts_with("blocks.")) {
-      const size_t dot = name.find('.', 7);
-      int64_t i = -1;
-      const char* first = name.data() + 7;
-      const char* last = name.data() + (dot == std::string::npos ? name.size() : dot);
-      auto [end, ec] = std::from_chars(first, last, i);
-      HYDRA_CHECK(dot != std::string::npos && ec == std::errc() && end == last && i >= 0,
-                  "load_olmo_state: malformed block name '", name, "' (expected blocks.<index>.<parameter>)");
-      const std::string rest = name.substr(dot);  // ".attention.w_q.weight"
-      if (i < trunk_layers) {
-        mapped["trunk.blocks." + std::to_string(i) + rest] = t;
-      } else {
-        for (int64_t k = 0; k < n_heads; ++k)  // load_state_dict copies: every head its own weights
-          mapped["heads." + std::to_string(k) + ".blocks." + std::to_string(i - trunk_layers) + rest] = t;
-      }
-    } else if (name.starts_with("lm_head.")) {
-      mapped[name] = t;
-    } else {
-      mapped["trunk." + name] = t;
-    }
+    // load_state_dict copies: every head its own weights.
+    for (const std::string& hydra_name : olmo_to_hydra_names(name, trunk_layers, n_heads)) mapped[hydra_name] = t;
   }
   model.load_state_dict(mapped);
 }

@@ -54,7 +54,8 @@ class HydraTransformer : public nn::Module {
                             uint64_t seed = 0);
 
   const HydraTransformerConfig& config() const { return config_; }
-  bool is_meta() const { return slab_ == nullptr; }
+  // True while the parameters have no memory (built on "meta" and not yet given tensors).
+  bool is_meta() const;
 
   // (B, T) ids -> (B, T, C) trunk output (pre-norm).
   Tensor forward_trunk(const Tensor& input_ids);
@@ -87,6 +88,11 @@ class HydraTransformer : public nn::Module {
   // with fewer than vocab_size rows get zero rows appended. Strict, like load_state_dict.
   static void load_olmo_state(HydraTransformer& model, const nn::StateDict& olmo_state, int64_t trunk_layers,
                               int64_t vocab_size);
+  // Where load_olmo_state puts an OLMo-core tensor: "blocks.3.x" -> "trunk.blocks.3.x" or, past the
+  // trunk, "heads.{k}.blocks.{3 - trunk_layers}.x" for every head k; "lm_head.*" as is; others under
+  // "trunk.". A malformed block name is an error.
+  static std::vector<std::string> olmo_to_hydra_names(const std::string& olmo_name, int64_t trunk_layers,
+                                                      int64_t n_heads);
 
   // How many times the trunk has run (the trunk must run once per call whatever the number of heads).
   int64_t trunk_calls() const { return trunk_calls_; }
@@ -107,7 +113,6 @@ class HydraTransformer : public nn::Module {
   void initialize(uint64_t seed);
 
   HydraTransformerConfig config_;
-  std::shared_ptr<Storage> slab_;  // every parameter is a view into it; null on the meta device
   int64_t trunk_calls_ = 0;
 };
 

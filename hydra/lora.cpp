@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "autograd/grad_mode.h"
+#include "hydra/model_dir.h"
 #include "io/atomic_file.h"
 #include "io/json_file.h"
 #include "io/safetensors.h"
@@ -245,32 +246,32 @@ LoraInfo parse_adapter_config(const json& j, const std::string& file) {
   auto strings = [&](const char* name) {
     const json& v = need(name);
     HYDRA_CHECK(v.is_array() && !v.empty(), file, ": field '", name, "' must be a non-empty array of strings, got ",
-                v.dump());
+                io::json_excerpt(v));
     std::vector<std::string> out;
     for (const json& s : v) {
       HYDRA_CHECK(s.is_string() && !s.get_ref<const std::string&>().empty(), file, ": field '", name,
-                  "' must hold non-empty strings, got ", s.dump());
+                  "' must hold non-empty strings, got ", io::json_excerpt(s));
       out.push_back(s.get<std::string>());
     }
     return out;
   };
   const json& format = need("format");
-  HYDRA_CHECK(format == kAdapterFormat, file, ": field 'format' is ", format.dump(), "; expected \"", kAdapterFormat, "\"");
+  HYDRA_CHECK(format == kAdapterFormat, file, ": field 'format' is ", io::json_excerpt(format), "; expected \"", kAdapterFormat, "\"");
   const json& version = need("format_version");
-  HYDRA_CHECK(version.is_number_integer() && version == kAdapterFormatVersion, file, ": format_version ", version.dump(),
+  HYDRA_CHECK(version.is_number_integer() && version == kAdapterFormatVersion, file, ": format_version ", io::json_excerpt(version),
               " is not supported (this Hydra reads version ", kAdapterFormatVersion, ")");
   LoraInfo info;
   const json& rank = need("rank");
   HYDRA_CHECK(rank.is_number_integer() && rank >= 1 && rank <= kMaxRank, file, ": field 'rank' must be an integer from 1 to ",
-              kMaxRank, ", got ", rank.dump());
+              kMaxRank, ", got ", io::json_excerpt(rank));
   info.config.rank = rank.get<int64_t>();
   const json& alpha = need("alpha");
   HYDRA_CHECK(alpha.is_number() && alpha.get<double>() > 0, file, ": field 'alpha' must be a number > 0, got ",
-              alpha.dump());
+              io::json_excerpt(alpha));
   info.config.alpha = alpha.get<double>();
   const json& dropout = need("dropout");
   HYDRA_CHECK(dropout.is_number() && dropout.get<double>() >= 0 && dropout.get<double>() < 1, file,
-              ": field 'dropout' must be a number in [0, 1), got ", dropout.dump());
+              ": field 'dropout' must be a number in [0, 1), got ", io::json_excerpt(dropout));
   info.config.dropout = dropout.get<double>();
   info.config.targets = strings("targets");
   info.linears = strings("linears");
@@ -325,7 +326,8 @@ bool load_lora_files(const std::string& dir, HydraTransformer& model) {
                 " next to them; restore that file, or delete the weights to use the base model alone");
     return false;
   }
-  const LoraInfo info = parse_adapter_config(io::read_json_file(config_path, "a LoRA adapter config"), config_path);
+  const LoraInfo info = parse_adapter_config(io::read_json_file(config_path, "LoRA adapter config", kMaxConfigBytes),
+                                             config_path);
   HYDRA_CHECK(!has_lora_adapters(model), "load_lora_files: the model already has LoRA adapters");
 
   const std::vector<std::string> selected = check_adapter_config(model, info, config_path);
@@ -364,6 +366,9 @@ bool load_lora_files(const std::string& dir, HydraTransformer& model) {
     nn::materialize_parameters(params);
     NoGradGuard no_grad;
     for (size_t i = 0; i < params.size(); ++i) kernels::copy_into(*params[i], tensors.at(names[i]));
+    nn::StateDict loaded;  // NaN and infinite weights are refused here as in the base weights
+    for (size_t i = 0; i < params.size(); ++i) loaded[names[i]] = *params[i];
+    check_finite_weights(loaded, weights_path);
   }
   model.lora_targets = info.config.targets;
   return true;

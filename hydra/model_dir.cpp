@@ -1,14 +1,20 @@
+// Model directories: writing, and loading without waste (the contract is in model_dir.h).
 #include "hydra/model_dir.h"
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <map>
 #include <sstream>
+#include <vector>
 
 #include "hydra/lora.h"
 #include "io/atomic_dir.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/json_file.h"
-#include "io/safetensors.h"
+#include "io/mmap_file.h"
+#include "tensor/parallel.h"
 
 namespace hydra {
 
@@ -30,16 +36,94 @@ void save_model_dir(const std::string& dir, const HydraTransformer& model) {
 
 HydraTransformerConfig load_model_config(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
-  return HydraTransformerConfig::from_json(io::read_json_file(path, "is '" + dir + "' a Hydra model directory?"), path);
+  return HydraTransformerConfig::from_json(io::read_json_file(path, "Hydra model config", kMaxConfigBytes), path);
+}
+
+void check_weights_match_config(const io::SafetensorsHeader& header, const HydraTransformerConfig& config,
+                                const std::string& file) {
+  std::map<std::string, const io::SafetensorsTensorInfo*> in_file;
+  for (const io::SafetensorsTensorInfo& t : header.tensors) in_file[t.name] = &t;
+  std::vector<std::string> missing, wrong_shape;
+  size_t matched = 0;
+  for (const auto& [name, shape] : config.parameter_shapes()) {
+    const auto it = in_file.find(name);
+    if (it == in_file.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    ++matched;
+    if (it->second->shape != shape)
+      wrong_shape.push_back(name + " (config " + shape_str(shape) + ", file " + shape_str(it->second->shape) + ")");
+  }
+  std::vector<std::string> unexpected;
+  if (matched != in_file.size()) {
+    const auto wanted = config.parameter_shapes();
+    std::map<std::string, bool> known;
+    for (const auto& [name, shape] : wanted) known[name] = true;
+    for (const auto& [name, t] : in_file)
+      if (!known.count(name)) unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty())
+    throw Error(nn::state_mismatch_message(file + " does not hold the model its config.json describes", missing,
+                                           unexpected, wrong_shape, "with another shape", 5));
+  for (const io::SafetensorsTensorInfo& t : header.tensors)
+    HYDRA_CHECK(io::safetensors_is_float_weight(t.dtype), file, ": tensor '", t.name, "' is ", t.dtype,
+                "; expected float weights (F32, F16 or BF16)");
+}
+
+namespace {
+
+// The index of the first NaN or infinity in p[0 .. n), or -1. The first pass is a branch-free bit test
+// (exponent bits all ones), which the compiler vectorizes; only a hit pays for the second.
+int64_t first_non_finite(const float* p, int64_t n) {
+  uint32_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, 4);
+    any |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  if (any == 0) return -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i])) return i;
+  return -1;
+}
+
+}  // namespace
+
+void check_finite_weights(const nn::StateDict& state, const std::string& file) {
+  constexpr int64_t kChunk = 1 << 18;
+  for (const auto& [name, t] : state) {
+    HYDRA_ASSERT(t.dtype() == DType::Float32 && t.is_contiguous(), "check_finite_weights: '", name,
+                 "' is not contiguous float32");
+    const float* p = t.data<float>();
+    const int64_t n = t.numel(), chunks = (n + kChunk - 1) / kChunk;
+    std::vector<int64_t> first(static_cast<size_t>(chunks), -1);  // per chunk: its first bad index
+    parallel_for(0, chunks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c) {
+        const int64_t begin = c * kChunk, at = first_non_finite(p + begin, std::min(kChunk, n - begin));
+        first[static_cast<size_t>(c)] = at < 0 ? -1 : begin + at;
+      }
+    });
+    for (const int64_t at : first)
+      HYDRA_CHECK(at < 0, file, ": tensor '", name, "' holds ", p[at], " at index ", at,
+                  " (the first non-finite weight); NaN and infinite weights are refused");
+  }
 }
 
 std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {
-  HydraTransformerConfig config = load_model_config(dir);
+  const HydraTransformerConfig config = load_model_config(dir);
   const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  auto state = io::load_safetensors(weights);
-  auto model = config.build("cpu");
+  const io::InputFile in = io::InputFile::open(weights, "model weights");
+  const io::SafetensorsHeader header = io::read_safetensors_header(in);
+  check_weights_match_config(header, config, weights);
+  // The same open file is mapped: what was checked is what is used.
+  const std::shared_ptr<const io::MappedFile> mapping = io::MappedFile::map(in, io::MapAccess::CopyOnWrite);
+  nn::StateDict state;
+  for (const io::SafetensorsTensorInfo& t : header.tensors) state[t.name] = io::safetensors_tensor(mapping, header, t);
+  check_finite_weights(state, weights);
+  auto model = config.build("meta");
   try {
-    model->load_state_dict(state);
+    model->assign_state_dict(state);
   } catch (const Error& e) {
     throw Error(weights + ": " + e.what());
   }

@@ -1,17 +1,29 @@
 // A model directory: config.json (the HydraTransformerConfig with its format version) and
-// model.safetensors (every parameter, float32, by its name; docs/formats.md, 'A model directory'). A
-// model with LoRA adapters also has adapters.safetensors and adapter_config.json (hydra/lora.h);
+// model.safetensors (every parameter by its contract name; float32 as Hydra writes it, F16/BF16 read too;
+// docs/formats.md, 'A model directory'). A model with LoRA adapters also has adapters.safetensors and
+// adapter_config.json (hydra/lora.h);
 // model.safetensors then holds the base weights only, and loading applies the adapters.
 //
 // Writing is atomic at the directory level (io/atomic_dir.h): everything goes into a temporary sibling
 // directory that is fsynced and renamed into place, so a crash leaves either no directory or a complete
 // one. A training checkpoint (train/checkpoint.h) is a model directory plus the training state.
+//
+// Loading checks before it builds anything: config.json (bounded size, strict JSON, every field and
+// limit of hydra/config.h), then the weight file's header against the config (every name, shape and
+// dtype: missing, unexpected and misshapen tensors are listed; integer or other non-float weights are
+// refused naming the tensor). Only then is the model built, on the meta device, and handed the weights:
+// the file is memory-mapped copy-on-write (io/mmap_file.h) and each float32 tensor is used in place, a
+// view of the mapping (no copy, and pages are read from the page cache only when touched; training may
+// write to them without changing the file); F16/BF16 tensors are widened into memory of their own.
+// Last, every weight is checked finite: a NaN or an infinity is an error naming the first tensor (in
+// name order) that holds one, and its index.
 #pragma once
 
 #include <memory>
 #include <string>
 
 #include "hydra/hydra_transformer.h"
+#include "io/safetensors.h"
 
 namespace hydra {
 
@@ -22,8 +34,14 @@ void save_model_dir(const std::string& dir, const HydraTransformer& model);
 void write_model_files(const std::string& dir, const HydraTransformer& model);
 // Reads config.json only (no weights): enough for `hydra info` and meta builds.
 HydraTransformerConfig load_model_config(const std::string& dir);
-// Reads the config and the weights, then the adapters when adapter_config.json is present; every error
-// names the file and what is wrong.
+// Error unless the weight file's header (read from `file`) holds exactly the config's parameters, with
+// their shapes, in float dtypes (see the top of this file).
+void check_weights_match_config(const io::SafetensorsHeader& header, const HydraTransformerConfig& config,
+                                const std::string& file);
+// Reads the config and the weights (see the top of this file), then the adapters when
+// adapter_config.json is present; every error names the file and what is wrong.
 std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir);
+// Error naming the first tensor (in name order) that holds a NaN or an infinity, and its index.
+void check_finite_weights(const nn::StateDict& state, const std::string& file);
 
 }  // namespace hydra

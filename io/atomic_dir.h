@@ -6,26 +6,35 @@
 //   w.commit();                                     // swap it in
 //
 // Names, all in target's parent directory P (same file system, so rename() is atomic):
-//   P/<name>                    the committed directory; only ever created by a rename of a complete one
-//   P/.<name>.tmp-<pid>-<n>     a directory being written
-//   P/.<name>.old               the previous version, moved aside during a replace
+//   P/<name>                        the committed directory; only ever created by a rename of a complete one
+//   P/.<name>.hydra-tmp-<random>    a directory being written, with the marker .hydra-temp naming its
+//                                   writer's pid (io/temp_files.h)
+//   P/.<name>.hydra-old             the previous version, moved aside during a replace, with the marker
+//                                   .hydra-old (written into <name> just before the move)
 //
-// commit(): (1) fsync the temp dir; (2) if <name> exists, rename it to .<name>.old and fsync P;
-// (3) rename the temp dir to <name> and fsync P; (4) remove .<name>.old and fsync P.
-// A kill between (2) and (3) leaves no <name> but a complete .<name>.old; everywhere else <name> is
-// complete (old before (3), new after). So a reader resolves the directory with committed_directory():
-// <name> when it exists, else .<name>.old. The next writer first repairs what a kill left
-// (recover_directory): it moves .<name>.old back when <name> is missing, removes a stale .<name>.old
-// when <name> exists, and removes temp dirs whose writer process is gone.
+// commit(): (1) fsync the temp dir; (2) if <name> exists, mark it, rename it to .<name>.hydra-old and
+// fsync P; (3) rename the temp dir to <name>, remove the temp marker from it and fsync P; (4) remove the
+// old copy and fsync P. A kill between (2) and (3) leaves no <name> but a complete, marked .<name>.hydra-old;
+// everywhere else <name> is complete (old before (3), new after). So a reader resolves the directory with
+// committed_directory(): <name> when it exists, else the marked aside copy. The next writer first
+// repairs what a kill left (recover_directory): it moves a marked aside copy back when <name> is missing,
+// removes it when <name> exists, removes a marker a kill left inside <name>, and removes temp dirs whose
+// marker names a process that is gone.
+// Nothing without a marker is ever moved or removed, so a user's own ".<name>.tmp-notes/" or
+// ".<name>.old/" beside the target is safe. On SIGINT/SIGTERM/SIGHUP the temp dir is removed by the
+// signal handler (io/temp_files.h).
 //
 // One writer per target at a time (a second concurrent writer is not corrupted, but may fail).
 // Not here: locking, keeping more than one old version.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 namespace hydra::io {
+
+class TempRegistration;  // io/temp_files.h
 
 class DirectoryWriter {
  public:
@@ -44,6 +53,7 @@ class DirectoryWriter {
 
  private:
   std::string target_, temp_, temp_name_, aside_, parent_;
+  std::unique_ptr<TempRegistration> registration_;
   bool replace_ = false;
   bool committed_ = false;
 };
@@ -51,6 +61,9 @@ class DirectoryWriter {
 // Where the latest complete version of `target` is: target, or its aside copy after a kill in the
 // middle of a replace; target when neither exists (so the caller's "not found" names it).
 std::string committed_directory(const std::string& target);
+
+// The target name an aside copy's file name stands for (".x.hydra-old" -> "x"), or "" if it is not one.
+std::string target_of_aside_name(const std::string& file_name);
 
 // Finishes or undoes an interrupted replace and removes dead writers' temp dirs (see above).
 void recover_directory(const std::string& target);

@@ -158,9 +158,11 @@ BpeTrainer::BpeTrainer(BpeTrainOptions options) : options_(std::move(options)) {
 void BpeTrainer::add_text(std::string_view text, const std::string& source) {
   require_utf8(text, source, "tokenizer training");
   static const Regex pattern(kGpt2PreTokenizerPattern, false);
-  Regex::Matcher matcher(pattern);
+  MatchScratch scratch;
+  Regex::Matcher matcher(pattern, scratch);
+  MatchBudget budget = MatchBudget::for_text(text.size());  // as the tokenizer charges one stage
   auto count_stretch = [&](std::string_view stretch) {
-    split_isolated(matcher, stretch, [&](std::string_view piece) {
+    split_isolated(matcher, stretch, budget, [&](std::string_view piece) {
       ++pieces_;
       const auto it = piece_counts_.find(piece);
       if (it != piece_counts_.end())

@@ -1,18 +1,14 @@
 // NumPy .npy reader and writer (the format and the rules are in npy.h).
 #include "io/npy.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <vector>
 
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "tensor/copy.h"
 #include "tensor/error.h"
 
@@ -245,43 +241,18 @@ NpyHeader parse_npy_header(std::string_view prefix, uint64_t file_size, const st
 }
 
 Tensor load_npy(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  HYDRA_CHECK(fd >= 0, "cannot open .npy file ", path, ": ", std::strerror(errno));
-  // Closes fd however we leave.
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  HYDRA_CHECK(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode), "cannot read .npy file ", path, ": not a regular file");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-
-  auto read_at = [&](void* dst, uint64_t n, uint64_t offset) {
-    char* p = static_cast<char*>(dst);
-    while (n > 0) {
-      const ssize_t got = ::pread(fd, p, n, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR) continue;
-      HYDRA_CHECK(got >= 0, "cannot read .npy file ", path, ": ", std::strerror(errno));
-      HYDRA_CHECK(got > 0, "invalid .npy file ", path, ": unexpected end of file at byte ", offset);
-      p += got;
-      n -= static_cast<uint64_t>(got);
-      offset += static_cast<uint64_t>(got);
-    }
-  };
+  const InputFile in = InputFile::open(path, ".npy file");
+  const uint64_t file_size = in.size();
+  auto read_at = [&](void* dst, uint64_t n, uint64_t offset) { in.read_at(dst, n, offset); };
   // The fixed part (magic, version, length) first, then as much header as it announces (within limits).
-  std::string prefix(std::min<uint64_t>(12, file_size), '\0');
-  read_at(prefix.data(), prefix.size(), 0);
+  std::string prefix = in.read_prefix(12);
   if (prefix.size() >= 10 && std::memcmp(prefix.data(), kMagic, kMagicSize) == 0) {
     uint64_t header_size = 0;
     const size_t length_size = prefix[6] == 1 ? 2 : 4;
     if (prefix.size() >= 8 + length_size) {
       std::memcpy(&header_size, prefix.data() + 8, length_size);  // little-endian: low bytes first
       const uint64_t end = 8 + length_size + header_size;
-      if (header_size <= kNpyMaxHeaderSize && end <= file_size) {
-        const size_t have = prefix.size();
-        prefix.resize(std::max<uint64_t>(end, have));
-        if (end > have) read_at(prefix.data() + have, end - have, have);
-      }
+      if (header_size <= kNpyMaxHeaderSize && end <= file_size && end > prefix.size()) prefix = in.read_prefix(end);
     }
   }
   const NpyHeader h = parse_npy_header(prefix, file_size, path);
@@ -330,8 +301,7 @@ namespace {
 // Header (magic, version, length, padded dict) + data, as NumPy's _wrap_header lays it out: dict,
 // spaces, '\n', the whole header ending on a multiple of 64 bytes; version 1.0 while the length fits in
 // 16 bits, else 2.0.
-void write_npy(const std::string& path, const std::string& descr, const Shape& shape, const void* data,
-               size_t nbytes) {
+void write_npy(AtomicFile& out, const std::string& descr, const Shape& shape, const void* data, size_t nbytes) {
   const std::string dict = npy_header_dict(descr, shape);
   std::string header;
   int version = 1;
@@ -347,10 +317,15 @@ void write_npy(const std::string& path, const std::string& descr, const Shape& s
   const uint32_t n = static_cast<uint32_t>(header.size());
   prefix.append(reinterpret_cast<const char*>(&n), version == 1 ? 2 : 4);  // little-endian
 
-  AtomicFile out(path);
   out.write(prefix);
   out.write(header);
   if (nbytes > 0) out.write(data, nbytes);
+}
+
+void write_npy(const std::string& path, const std::string& descr, const Shape& shape, const void* data,
+               size_t nbytes) {
+  AtomicFile out(path);
+  write_npy(out, descr, shape, data, nbytes);
   out.commit();
 }
 
@@ -371,12 +346,18 @@ std::vector<UInt> narrow_ids(const Tensor& t, const std::string& path, const std
 
 }  // namespace
 
-void save_npy(const std::string& path, const Tensor& tensor) {
-  HYDRA_CHECK(tensor.defined(), "save_npy ", path, ": the tensor is undefined");
-  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", path, ": a meta tensor has no data to write");
+void save_npy(AtomicFile& out, const Tensor& tensor) {
+  HYDRA_CHECK(tensor.defined(), "save_npy ", out.path(), ": the tensor is undefined");
+  HYDRA_CHECK(!tensor.is_meta(), "save_npy ", out.path(), ": a meta tensor has no data to write");
   const Tensor t = kernels::contiguous_raw(tensor);
-  write_npy(path, descr_of(t.dtype()), t.shape(), t.numel() > 0 ? t.raw_data() : nullptr,
+  write_npy(out, descr_of(t.dtype()), t.shape(), t.numel() > 0 ? t.raw_data() : nullptr,
             static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+}
+
+void save_npy(const std::string& path, const Tensor& tensor) {
+  AtomicFile out(path);
+  save_npy(out, tensor);
+  out.commit();
 }
 
 void save_npy(const std::string& path, const Tensor& tensor, const std::string& descr) {

@@ -46,6 +46,9 @@ Tensor load_npy(const std::string& path);
 
 // Writes any layout (meta tensors are an error) as a C-order array.
 void save_npy(const std::string& path, const Tensor& tensor);
+// The same into an open AtomicFile the caller commits (with others: io/atomic_file.h's commit_together).
+class AtomicFile;
+void save_npy(AtomicFile& out, const Tensor& tensor);
 // Writes with the given descr: the tensor's own ('<f4' for Float32, ...) or, for an Int32/Int64 tensor,
 // '<u2' or '<u4' (token ids: half or a quarter of the bytes); a value out of range is an error naming
 // its index, and nothing is written.

@@ -1,10 +1,6 @@
 // safetensors reader and writer (the format and the rules are in safetensors.h).
 #include "io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -12,11 +8,13 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "io/atomic_file.h"
 #include "io/half.h"
+#include "io/input_file.h"
 #include "io/mmap_file.h"
 #include "io/json_file.h"
 #include "tensor/copy.h"
@@ -62,13 +60,13 @@ template <class... Args>
 // A non-negative JSON integer, or an error naming the tensor and the field.
 uint64_t json_uint(const json& v, const std::string& file, const std::string& name, const char* field) {
   if (!v.is_number_unsigned())
-    fail(file, "tensor '", name, "': ", field, " must hold non-negative integers, got ", v.dump());
+    fail(file, "tensor '", name, "': ", field, " must hold non-negative integers, got ", json_excerpt(v));
   return v.get<uint64_t>();
 }
 
 SafetensorsTensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64_t data_size,
                                          const std::string& file) {
-  if (!entry.is_object()) fail(file, "tensor '", name, "': expected an object, got ", entry.dump());
+  if (!entry.is_object()) fail(file, "tensor '", name, "': expected an object, got ", json_excerpt(entry));
   SafetensorsTensorInfo info;
   info.name = name;
 
@@ -200,116 +198,100 @@ SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t fil
   return h;
 }
 
-namespace {
-
-// A read-only file descriptor that closes itself; errors name the path.
-class InputFile {
- public:
-  explicit InputFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    HYDRA_CHECK(fd_ >= 0, "cannot open safetensors file ", path, ": ", std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      throw Error(detail::concat_message("cannot read safetensors file ", path, ": not a regular file"));
-    }
-    size_ = static_cast<uint64_t>(st.st_size);
-  }
-  ~InputFile() { ::close(fd_); }
-  InputFile(const InputFile&) = delete;
-  InputFile& operator=(const InputFile&) = delete;
-
-  uint64_t size() const { return size_; }
-
-  // Reads exactly n bytes at offset (the file may have shrunk since it was opened: that is an error).
-  void read_at(void* dst, uint64_t n, uint64_t offset) const {
-    char* p = static_cast<char*>(dst);
-    while (n > 0) {
-      const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR) continue;
-      HYDRA_CHECK(got >= 0, "cannot read safetensors file ", path_, ": ", std::strerror(errno));
-      HYDRA_CHECK(got > 0, "invalid safetensors file ", path_, ": unexpected end of file at byte ", offset);
-      p += got;
-      n -= static_cast<uint64_t>(got);
-      offset += static_cast<uint64_t>(got);
-    }
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  uint64_t size_ = 0;
-};
-
-SafetensorsHeader read_header(const InputFile& in, const std::string& path) {
+SafetensorsHeader read_safetensors_header(const InputFile& in) {
   // First the length, checked against the file before the header itself is read.
-  std::string prefix(std::min<uint64_t>(8, in.size()), '\0');
-  in.read_at(prefix.data(), prefix.size(), 0);
+  std::string prefix = in.read_prefix(8);
   if (prefix.size() == 8) {
     uint64_t n = 0;
     std::memcpy(&n, prefix.data(), 8);
-    if (n <= kSafetensorsMaxHeaderSize && n <= in.size() - 8) {
-      prefix.resize(8 + n);
-      in.read_at(prefix.data() + 8, n, 8);
-    }
+    if (n <= kSafetensorsMaxHeaderSize && n <= in.size() - 8) prefix = in.read_prefix(8 + n);
   }
-  return parse_safetensors_header(prefix, in.size(), path);
+  return parse_safetensors_header(prefix, in.size(), in.path());
+}
+
+SafetensorsHeader read_safetensors_header(const std::string& path) {
+  return read_safetensors_header(InputFile::open(path, "safetensors file"));
+}
+
+namespace {
+
+// F16 or BF16 values (any alignment) widened to float32, exactly.
+void widen_to_float(const char* src, int64_t count, bool bf16, float* dst) {
+  parallel_for(0, count, kGrainElementwise, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * i, 2);  // may be unaligned
+      dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
+    }
+  });
 }
 
 }  // namespace
 
-SafetensorsHeader read_safetensors_header(const std::string& path) {
-  InputFile in(path);
-  return read_header(in, path);
-}
-
-namespace {
-
-// One tensor out of the mapping: a zero-copy view when the bytes are already a float32 (or F64/I32/I64)
-// array at an aligned address, a copy when the file places them unaligned (the format does not require
-// alignment; reading a misaligned float is undefined behaviour), a widening to float32 for F16/BF16.
-Tensor tensor_from_mapping(const std::shared_ptr<const MappedFile>& file, const SafetensorsHeader& header,
-                           const SafetensorsTensorInfo& t) {
+Tensor safetensors_tensor(const std::shared_ptr<const MappedFile>& file, const SafetensorsHeader& header,
+                          const SafetensorsTensorInfo& t) {
   const uint64_t nbytes = t.data_end - t.data_begin;
+  HYDRA_ASSERT(header.data_start + t.data_end <= file->size(), "tensor '", t.name, "' outside the mapping of ",
+               file->path());
   const char* src = file->data() + header.data_start + t.data_begin;
   if (t.dtype == "F16" || t.dtype == "BF16") {
     Tensor x = empty(t.shape, DType::Float32);
-    float* dst = x.data<float>();
-    const bool bf16 = t.dtype == "BF16";
-    parallel_for(0, static_cast<int64_t>(nbytes / 2), kGrainElementwise, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);  // may be unaligned
-        dst[i] = bf16 ? bf16_to_float(h) : f16_to_float(h);
-      }
-    });
+    widen_to_float(src, static_cast<int64_t>(nbytes / 2), t.dtype == "BF16", x.data<float>());
     return x;
   }
   DType dtype = DType::Float32;
-  const bool known = safetensors_dtype_from_name(t.dtype, &dtype);
-  HYDRA_ASSERT(known, "dtype checked by the caller");
+  if (!safetensors_dtype_from_name(t.dtype, &dtype))
+    fail(file->path(), "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
   if (nbytes == 0) return empty(t.shape, dtype);
-  if (reinterpret_cast<uintptr_t>(src) % dtype_size(dtype) == 0)
-    return from_blob(const_cast<char*>(src), t.shape, dtype, std::const_pointer_cast<MappedFile>(file));
+  // A zero-copy view when the bytes are already an aligned array of the dtype and the mapping may be
+  // written (copy-on-write); a copy otherwise (the format does not require alignment, and reading a
+  // misaligned float is undefined behaviour).
+  if (file->access() == MapAccess::CopyOnWrite && reinterpret_cast<uintptr_t>(src) % dtype_size(dtype) == 0)
+    return from_blob(file->writable_data() + header.data_start + t.data_begin, t.shape, dtype,
+                     std::const_pointer_cast<MappedFile>(file));
   Tensor x = empty(t.shape, dtype);
   std::memcpy(x.raw_data(), src, nbytes);
   return x;
 }
 
-}  // namespace
+void check_loadable_dtypes(const SafetensorsHeader& header, const std::string& file) {
+  for (const SafetensorsTensorInfo& t : header.tensors) {
+    DType dtype;
+    if (!safetensors_dtype_from_name(t.dtype, &dtype) && t.dtype != "F16" && t.dtype != "BF16")
+      fail(file, "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
+  }
+}
+
+bool safetensors_is_float_weight(const std::string& dtype) {
+  return dtype == "F32" || dtype == "F16" || dtype == "BF16";
+}
+
+void read_safetensors_floats(const InputFile& in, const SafetensorsHeader& header, const SafetensorsTensorInfo& t,
+                             float* dst) {
+  HYDRA_CHECK(safetensors_is_float_weight(t.dtype), "tensor '", t.name, "' in ", in.path(), " is ", t.dtype,
+              "; expected float weights (F32, F16 or BF16)");
+  const uint64_t nbytes = t.data_end - t.data_begin, offset = header.data_start + t.data_begin;
+  if (t.dtype == "F32") {
+    in.read_at(dst, nbytes, offset);
+    return;
+  }
+  // Through a bounded staging buffer: the whole tensor in 16-bit form is never held.
+  constexpr uint64_t kChunkBytes = uint64_t{4} << 20;
+  std::vector<char> staging(static_cast<size_t>(std::min(kChunkBytes, nbytes)));
+  for (uint64_t done = 0; done < nbytes; done += staging.size()) {
+    const uint64_t n = std::min<uint64_t>(staging.size(), nbytes - done);
+    in.read_at(staging.data(), n, offset + done);
+    widen_to_float(staging.data(), static_cast<int64_t>(n / 2), t.dtype == "BF16", dst + done / 2);
+  }
+}
 
 std::map<std::string, Tensor> load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata,
                                                std::shared_ptr<const MappedFile>* mapping) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path, "safetensors file");
   SafetensorsHeader header = parse_safetensors_header(file->bytes(), file->size(), path);
-  // Check every dtype before converting anything.
-  for (const SafetensorsTensorInfo& t : header.tensors) {
-    DType dtype;
-    if (!safetensors_dtype_from_name(t.dtype, &dtype) && t.dtype != "F16" && t.dtype != "BF16")
-      fail(path, "unsupported dtype ", t.dtype, " for tensor '", t.name, "'; expected ", kLoadable);
-  }
+  check_loadable_dtypes(header, path);  // every one before converting anything
   std::map<std::string, Tensor> tensors;
-  for (const SafetensorsTensorInfo& t : header.tensors) tensors.emplace(t.name, tensor_from_mapping(file, header, t));
+  for (const SafetensorsTensorInfo& t : header.tensors) tensors.emplace(t.name, safetensors_tensor(file, header, t));
   if (metadata != nullptr) *metadata = std::move(header.metadata);
   if (mapping != nullptr) *mapping = file;
   return tensors;

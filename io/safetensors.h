@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/input_file.h"
 #include "io/mmap_file.h"
 #include "tensor/tensor.h"
 
@@ -62,6 +63,7 @@ SafetensorsHeader parse_safetensors_header(std::string_view prefix, uint64_t fil
 
 // Reads and validates the header of a file without loading any data.
 SafetensorsHeader read_safetensors_header(const std::string& path);
+SafetensorsHeader read_safetensors_header(const InputFile& in);
 
 // Loads every tensor (views into the mapping or converted copies, see above) and, when `metadata` is
 // given, the __metadata__ map.
@@ -69,6 +71,23 @@ SafetensorsHeader read_safetensors_header(const std::string& path);
 std::map<std::string, Tensor> load_safetensors(const std::string& path,
                                                std::map<std::string, std::string>* metadata = nullptr,
                                                std::shared_ptr<const MappedFile>* mapping = nullptr);
+
+// One tensor of a mapped file (its header parsed from the same file): a zero-copy view for an aligned
+// F32/F64/I32/I64 tensor of a copy-on-write mapping, a copy or a widening to float32 otherwise. An
+// unloadable dtype is an error naming the tensor.
+Tensor safetensors_tensor(const std::shared_ptr<const MappedFile>& file, const SafetensorsHeader& header,
+                          const SafetensorsTensorInfo& t);
+
+// Error naming the first tensor whose dtype load_safetensors cannot load.
+void check_loadable_dtypes(const SafetensorsHeader& header, const std::string& file);
+
+// Weights are float: F32, F16 or BF16 (integers, F64 and the 8-bit floats are not weights Hydra takes).
+bool safetensors_is_float_weight(const std::string& dtype);
+// Reads one float tensor of `in` (its header parsed from `in`) into dst[0 .. numel) as float32, with
+// pread: F32 straight into dst, F16/BF16 through a 4 MiB staging buffer. Nothing is mapped, so a
+// converter's memory holds the destination only. Any other dtype is an error naming the tensor.
+void read_safetensors_floats(const InputFile& in, const SafetensorsHeader& header, const SafetensorsTensorInfo& t,
+                             float* dst);
 
 // Writes the tensors (any layout; meta tensors are an error) and the metadata atomically.
 void save_safetensors(const std::string& path, const std::map<std::string, Tensor>& tensors,

@@ -3,11 +3,11 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/input_file.h"
+#include "io/mmap_file.h"
 #include "io/safetensors.h"
 #include "io/json_file.h"
 #include "tensor/error.h"
@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// An index is a few hundred bytes per tensor; anything near this is not an index.
-constexpr uint64_t kMaxIndexBytes = 100'000'000;
+// An index is about a hundred bytes per tensor (a 405B model's is ~100 KB); anything near this is not one.
+constexpr uint64_t kMaxIndexBytes = 16 << 20;
 
 template <class... Args>
 [[noreturn]] void fail(const std::string& file, const Args&... args) {
@@ -34,19 +34,6 @@ void check_shard_name(const std::string& shard, const std::string& tensor, const
     fail(file, "tensor '", tensor, "': shard '", shard, "' must be a file name in the index's directory");
   if (shard.size() <= 12 || shard.compare(shard.size() - 12, 12, ".safetensors") != 0)
     fail(file, "tensor '", tensor, "': shard '", shard, "' does not end in .safetensors");
-}
-
-std::string read_text_file(const std::string& path, const char* kind) {
-  std::error_code ec;
-  HYDRA_CHECK(fs::is_regular_file(path, ec), "cannot read ", kind, " ", path, ": no such file");
-  const uint64_t size = fs::file_size(path, ec);
-  HYDRA_CHECK(!ec && size <= kMaxIndexBytes, "cannot read ", kind, " ", path, ": ",
-              ec ? ec.message() : detail::concat_message(size, " bytes is more than the limit of ", kMaxIndexBytes));
-  std::ifstream in(path, std::ios::binary);
-  HYDRA_CHECK(in.good(), "cannot read ", kind, " ", path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -70,7 +57,7 @@ SafetensorsIndex parse_safetensors_index(std::string_view text, const std::strin
     if (!meta->is_object()) fail(file, "'metadata' must be an object, got ", meta->type_name());
     if (const auto total = meta->find("total_size"); total != meta->end()) {
       if (!total->is_number_unsigned())
-        fail(file, "metadata.total_size must be a non-negative integer, got ", total->dump());
+        fail(file, "metadata.total_size must be a non-negative integer, got ", json_excerpt(*total));
       index.total_size = total->get<uint64_t>();
     }
   }
@@ -79,20 +66,23 @@ SafetensorsIndex parse_safetensors_index(std::string_view text, const std::strin
   if (!map->is_object()) fail(file, "'weight_map' must be an object, got ", map->type_name());
   if (map->empty()) fail(file, "'weight_map' lists no tensors");
   for (const auto& [name, shard] : map->items()) {
-    if (!shard.is_string()) fail(file, "tensor '", name, "': shard must be a file name string, got ", shard.dump());
+    if (!shard.is_string()) fail(file, "tensor '", name, "': shard must be a file name string, got ", json_excerpt(shard));
     check_shard_name(shard.get<std::string>(), name, file);
     index.weight_map[name] = shard.get<std::string>();
   }
   return index;
 }
 
-std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_path) {
-  const SafetensorsIndex index = parse_safetensors_index(read_text_file(index_path, "safetensors index"), index_path);
+namespace {
+
+// The shards of a sharded checkpoint, opened and cross-checked against the index.
+std::vector<SafetensorsShard> open_sharded(const std::string& index_path) {
+  const SafetensorsIndex index = parse_safetensors_index(read_file(index_path, "safetensors index", kMaxIndexBytes), index_path);
   const fs::path dir = fs::path(index_path).parent_path();
-  // Every shard must exist before any is loaded: the error then names the first missing one.
+  // Every shard must exist before any is read: the error then names the first missing one.
   for (const std::string& shard : index.shards()) {
     std::error_code ec;
-    if (!fs::is_regular_file(dir / shard, ec)) {
+    if (!fs::exists(dir / shard, ec)) {
       std::string example;
       for (const auto& [name, s] : index.weight_map)
         if (s == shard) {
@@ -102,14 +92,18 @@ std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_
       fail(index_path, "shard '", shard, "' (named for tensor '", example, "') does not exist in ", dir.string());
     }
   }
-  // Where each tensor really is, from the shards' headers alone (nothing is loaded until all agree).
+  // Where each tensor really is, from the shards' headers alone (no data is read until all agree).
+  std::vector<SafetensorsShard> shards;
   std::map<std::string, std::string> found_in;  // tensor -> the shard it was read from
   for (const std::string& shard : index.shards()) {
-    for (const SafetensorsTensorInfo& t : read_safetensors_header((dir / shard).string()).tensors) {
+    InputFile in = InputFile::open((dir / shard).string(), "safetensors file");
+    SafetensorsHeader header = read_safetensors_header(in);
+    for (const SafetensorsTensorInfo& t : header.tensors) {
       if (const auto seen = found_in.find(t.name); seen != found_in.end())
         fail(index_path, "tensor '", t.name, "' is in two shards: '", seen->second, "' and '", shard, "'");
       found_in[t.name] = shard;
     }
+    shards.push_back({std::move(in), std::move(header)});
   }
   for (const auto& [name, shard] : found_in) {
     const auto listed = index.weight_map.find(name);
@@ -121,23 +115,44 @@ std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_
   }
   for (const auto& [name, shard] : index.weight_map)
     if (found_in.count(name) == 0) fail(index_path, "tensor '", name, "' is not in its shard '", shard, "'");
+  return shards;
+}
 
+// Every tensor of the opened shards (views of their mappings, or converted copies; see safetensors.h),
+// after checking every dtype is loadable.
+std::map<std::string, Tensor> load_shards(const std::vector<SafetensorsShard>& shards) {
+  for (const SafetensorsShard& shard : shards) check_loadable_dtypes(shard.header, shard.file.path());
   std::map<std::string, Tensor> tensors;
-  for (const std::string& shard : index.shards())
-    for (auto& [name, t] : load_safetensors((dir / shard).string())) tensors.emplace(name, std::move(t));
-  // A shard replaced between the two reads would show here; the counts then disagree.
-  HYDRA_CHECK(tensors.size() == found_in.size(), "safetensors index ", index_path, ": the shards changed while loading");
+  for (const SafetensorsShard& shard : shards) {
+    const std::shared_ptr<const MappedFile> mapping = MappedFile::map(shard.file);
+    for (const SafetensorsTensorInfo& t : shard.header.tensors)
+      tensors.emplace(t.name, safetensors_tensor(mapping, shard.header, t));
+  }
   return tensors;
 }
 
-std::map<std::string, Tensor> load_safetensors_checkpoint(const std::string& dir) {
+}  // namespace
+
+std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_path) {
+  return load_shards(open_sharded(index_path));
+}
+
+std::vector<SafetensorsShard> open_safetensors_checkpoint(const std::string& dir) {
   const fs::path index = fs::path(dir) / kSafetensorsIndexName;
   const fs::path single = fs::path(dir) / kSafetensorsSingleName;
   std::error_code ec;
-  if (fs::exists(index, ec)) return load_sharded_safetensors(index.string());
+  if (fs::exists(index, ec)) return open_sharded(index.string());
   HYDRA_CHECK(fs::exists(single, ec), "no weights in '", dir, "': expected ", kSafetensorsSingleName, " or ",
               kSafetensorsIndexName);
-  return load_safetensors(single.string());
+  std::vector<SafetensorsShard> shards;
+  InputFile in = InputFile::open(single.string(), "safetensors file");
+  SafetensorsHeader header = read_safetensors_header(in);
+  shards.push_back({std::move(in), std::move(header)});
+  return shards;
+}
+
+std::map<std::string, Tensor> load_safetensors_checkpoint(const std::string& dir) {
+  return load_shards(open_safetensors_checkpoint(dir));
 }
 
 std::vector<std::string> save_sharded_safetensors(const std::string& dir, const std::map<std::string, Tensor>& tensors,

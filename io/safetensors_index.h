@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include "io/input_file.h"
+#include "io/safetensors.h"
 #include "tensor/tensor.h"
 
 namespace hydra::io {
@@ -48,6 +50,15 @@ std::map<std::string, Tensor> load_sharded_safetensors(const std::string& index_
 // A checkpoint directory: the sharded one when `dir` has model.safetensors.index.json, else
 // model.safetensors; an error naming both when neither exists.
 std::map<std::string, Tensor> load_safetensors_checkpoint(const std::string& dir);
+
+// One weight file of a checkpoint, open, with its header read.
+struct SafetensorsShard {
+  InputFile file;
+  SafetensorsHeader header;
+};
+// The same files and every check load_safetensors_checkpoint makes on the index and the headers, but no
+// tensor data read: for loaders that stream each tensor to where it belongs (read_safetensors_floats).
+std::vector<SafetensorsShard> open_safetensors_checkpoint(const std::string& dir);
 
 // Writes `tensors` into the existing directory `dir` (see above); returns the names of the files written.
 // `metadata` goes into every shard's __metadata__.

@@ -2,15 +2,12 @@
 // words, the message padded with 0x80, zeros and its bit length (big-endian).
 #include "io/sha256.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
 #include <cstring>
 #include <vector>
 
+#include "io/input_file.h"
 #include "tensor/error.h"
 
 #if defined(__x86_64__)
@@ -210,20 +207,14 @@ std::string sha256_hex(std::string_view bytes) {
   return h.hex_digest();
 }
 
-std::string sha256_file_hex(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  HYDRA_CHECK(fd >= 0, "cannot open ", path, " to compute its sha256: ", std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  std::vector<char> buffer(1 << 20);
+std::string sha256_file_hex(const std::string& path) { return sha256_file_hex(InputFile::open(path, "file")); }
+
+std::string sha256_file_hex(const InputFile& in) {
+  std::vector<char> buffer(static_cast<size_t>(std::min<uint64_t>(in.size(), 1 << 20)));
   Sha256 h;
-  while (true) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    HYDRA_CHECK(n >= 0, "cannot read ", path, " to compute its sha256: ", std::strerror(errno));
-    if (n == 0) break;
+  for (uint64_t done = 0; done < in.size(); done += buffer.size()) {
+    const uint64_t n = std::min<uint64_t>(buffer.size(), in.size() - done);
+    in.read_at(buffer.data(), n, done);
     h.update(buffer.data(), static_cast<size_t>(n));
   }
   return h.hex_digest();

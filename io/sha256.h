@@ -38,6 +38,9 @@ class Sha256 {
 
 std::string sha256_hex(std::string_view bytes);
 std::string sha256_file_hex(const std::string& path);
+// The same for a file already open (io/input_file.h): exactly the bytes it had when opened.
+class InputFile;
+std::string sha256_file_hex(const InputFile& in);
 
 // The x86 SHA extensions are used when the CPU has them (checked once, at run time). For tests: whether
 // they exist, and switching them off (and back on) so both code paths can be checked.

@@ -1,18 +1,13 @@
 // Token files: format detection, the llm.c header, zstd decompression and window reads (see token_data.h).
 #include "io/token_data.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "io/mmap_file.h"
 #include "io/npy.h"
 #include "io/zstd.h"
 #include "tensor/error.h"
@@ -39,35 +34,6 @@ int32_t read_i32(std::string_view bytes, size_t index) {
   int32_t v;
   std::memcpy(&v, bytes.data() + 4 * index, 4);
   return v;
-}
-
-// The read-only mapping of a whole file, private to this reader (io/mmap_file.h, from another branch,
-// is the general one; the two will be unified).
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr != nullptr) ::munmap(addr, size);
-  }
-};
-
-std::shared_ptr<Mapping> map_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  HYDRA_CHECK(fd >= 0, "cannot open token file ", path, ": ", std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  struct stat st {};
-  HYDRA_CHECK(::fstat(fd, &st) == 0 && S_ISREG(st.st_mode), "cannot read token file ", path,
-              ": not a regular file");
-  auto mapping = std::make_shared<Mapping>();
-  mapping->size = static_cast<size_t>(st.st_size);
-  if (mapping->size == 0) return mapping;  // mmap refuses length 0; an empty file is an empty view
-  void* addr = ::mmap(nullptr, mapping->size, PROT_READ, MAP_SHARED, fd, 0);
-  HYDRA_CHECK(addr != MAP_FAILED, "cannot memory-map token file ", path, ": ", std::strerror(errno));
-  mapping->addr = addr;
-  return mapping;
 }
 
 bool ends_with(const std::string& s, std::string_view suffix) {
@@ -191,8 +157,9 @@ TokenLayout parse_token_layout(std::string_view prefix, uint64_t file_size, cons
 }
 
 TokenFile open_token_file(const std::string& path, const TokenFileOptions& options) {
-  std::shared_ptr<Mapping> mapping = map_file(path);
-  const std::string_view bytes(static_cast<const char*>(mapping->addr), mapping->size);
+  // Read-only: a token file may be far larger than memory, and nothing writes to it.
+  std::shared_ptr<const MappedFile> mapping = MappedFile::open(path, "token file", MapAccess::ReadOnly);
+  const std::string_view bytes = mapping->bytes();
   TokenFile f;
   f.path_ = path;
   if (has_zstd_magic(bytes) || ends_with(path, ".zst")) {
@@ -205,7 +172,7 @@ TokenFile open_token_file(const std::string& path, const TokenFileOptions& optio
     f.owner_ = std::move(plain);
   } else {
     f.layout_ = parse_token_layout(bytes, bytes.size(), path, options);
-    f.ids_ = static_cast<const unsigned char*>(mapping->addr) + f.layout_.data_start;
+    f.ids_ = reinterpret_cast<const unsigned char*>(mapping->data()) + f.layout_.data_start;
     f.owner_ = std::move(mapping);
   }
   return f;

@@ -2,6 +2,8 @@
 // tokenizer.h).
 #include "io/tokenizer.h"
 
+#include <algorithm>
+
 #include "io/utf8.h"
 #include "tensor/error.h"
 
@@ -19,53 +21,45 @@ constexpr size_t kCacheEntries = 1 << 20;
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out, bool allow_special,
                        const std::string& source) const {
   require_utf8(text, source, "the tokenizer");
-  Matchers& matchers = matcher_slot_.matchers;
-  if (matchers.size() != stages_.size()) {
-    matchers.clear();
-    for (const auto& stage : stages_) matchers.push_back(std::make_unique<Regex::Matcher>(*stage));
+  MatcherSlot& slot = matcher_slot_;
+  if (slot.matchers.size() != stages_.size()) {
+    slot.matchers.clear();
+    if (!slot.scratch) slot.scratch = std::make_unique<MatchScratch>();
+    for (const auto& stage : stages_) slot.matchers.push_back(std::make_unique<Regex::Matcher>(*stage, *slot.scratch));
   }
+  // Every stage sees each byte once (the pieces of one stage partition the text of the next).
+  MatchBudget budget = MatchBudget::for_text(text.size() * std::max<size_t>(1, stages_.size()));
 
-  // Added tokens cut the text first. next_at[k] caches where token k next occurs (npos: nowhere
-  // further), so the text is searched once per token, not once per token per cut.
-  std::vector<const AddedToken*> cutters;
-  for (const AddedToken& token : added_)
-    if (allow_special || !token.special) cutters.push_back(&token);
-  std::vector<size_t> next_at(cutters.size());
-  for (size_t k = 0; k < cutters.size(); ++k) next_at[k] = text.find(cutters[k]->content);
-  size_t pos = 0;
-  while (true) {
-    size_t best = std::string_view::npos;
-    const AddedToken* cutter = nullptr;
-    for (size_t k = 0; k < cutters.size(); ++k) {
-      if (next_at[k] != std::string_view::npos && next_at[k] < pos) next_at[k] = text.find(cutters[k]->content, pos);
-      if (next_at[k] == std::string_view::npos) continue;
-      // Leftmost wins; at the same place, the longest ("<|im_start|>" over a shorter prefix token).
-      if (next_at[k] < best || (next_at[k] == best && cutters[k]->content.size() > cutter->content.size())) {
-        best = next_at[k];
-        cutter = cutters[k];
-      }
+  // Added tokens cut the text first: at the leftmost position where one starts, the longest.
+  size_t stretch = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    const AddedTokenTrie::Match m = added_trie_.may_start(static_cast<unsigned char>(text[pos]))
+                                        ? added_trie_.longest_at(text, pos, allow_special)
+                                        : AddedTokenTrie::Match{};
+    if (m.length == 0) {
+      ++pos;
+      continue;
     }
-    if (cutter == nullptr) {
-      encode_stretch(text.substr(pos), 0, matchers, out);
-      return;
-    }
-    encode_stretch(text.substr(pos, best - pos), 0, matchers, out);
-    out.push_back(cutter->id);
-    pos = best + cutter->content.size();
+    encode_stretch(text.substr(stretch, pos - stretch), 0, slot.matchers, budget, out);
+    out.push_back(added_[m.index].id);
+    pos += m.length;
+    stretch = pos;
   }
+  encode_stretch(text.substr(stretch), 0, slot.matchers, budget, out);
+  last_match_steps_ = budget.steps_used();
 }
 
 // Each regex stage splits its stretch (io/regex.h: split_isolated); the last stage's pieces are
 // BPE-encoded.
-void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers,
+void Tokenizer::encode_stretch(std::string_view text, size_t stage, Matchers& matchers, MatchBudget& budget,
                                std::vector<uint32_t>& out) const {
   if (text.empty()) return;
   if (stage == stages_.size()) {
     encode_piece(text, out);
     return;
   }
-  split_isolated(*matchers[stage], text,
-                 [&](std::string_view piece) { encode_stretch(piece, stage + 1, matchers, out); });
+  split_isolated(*matchers[stage], text, budget,
+                 [&](std::string_view piece) { encode_stretch(piece, stage + 1, matchers, budget, out); });
 }
 
 void Tokenizer::encode_piece(std::string_view piece, std::vector<uint32_t>& out) const {
@@ -95,8 +89,8 @@ std::string Tokenizer::decode(std::span<const uint32_t> ids) const {
 }
 
 std::optional<uint32_t> Tokenizer::token_id(std::string_view content) const {
-  for (const AddedToken& token : added_)
-    if (token.content == content) return token.id;
+  if (const auto added = added_by_content_.find(content); added != added_by_content_.end())
+    return added_[added->second].id;
   const auto it = vocab_.find(content);
   if (it != vocab_.end()) return it->second;
   return std::nullopt;

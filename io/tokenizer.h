@@ -19,6 +19,13 @@
 // they are plain text); each stretch between them is split by the regex stages, and each piece is
 // BPE-encoded from its raw bytes (io/bpe.h). decode(encode(x)) == x for any valid UTF-8 x.
 //
+// What a hostile tokenizer.json can cost: reading it, at most kMaxTokenizerBytes (parsed in linear time,
+// memory a small multiple of the file); loading, linear in its vocab, merges and added tokens; encoding
+// n bytes, at most n x kMaxAddedTokenBytes trie steps to find added tokens, plus a regex budget of
+// MatchBudget::for_text(n x stages) PCRE2 steps (io/regex.h) — a pattern that needs more is an error
+// naming it — plus the BPE merges, O(n log n). At most kMaxPreTokenizerStages regex stages, sharing one
+// JIT stack.
+//
 // Not thread-safe: encode uses a per-tokenizer cache of pre-token -> ids (most words repeat). Use one
 // Tokenizer per thread (copies are independent).
 #pragma once
@@ -32,6 +39,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "io/added_tokens.h"
 #include "io/bpe.h"
 #include "io/regex.h"
 
@@ -48,6 +56,10 @@ struct AddedToken {
   std::string content;  // plain UTF-8 text (not byte-level spelled)
   bool special = false;
 };
+
+// Limits on what a tokenizer.json may ask for (a hostile file must not cost unbounded time or memory).
+inline constexpr uint64_t kMaxTokenizerBytes = 128 << 20;  // real ones are 2-35 MB
+inline constexpr size_t kMaxPreTokenizerStages = 16;       // real ones have 1-3 regex stages
 
 class Tokenizer {
  public:
@@ -75,10 +87,13 @@ class Tokenizer {
   // The id of an added token with this content, else of the vocab token with these raw bytes.
   std::optional<uint32_t> token_id(std::string_view content) const;
   const std::vector<AddedToken>& added_tokens() const { return added_; }
+  // The regex matching steps the last encode charged to its budget (tests and benchmarks).
+  uint64_t last_match_steps() const { return last_match_steps_; }
 
  private:
   using Matchers = std::vector<std::unique_ptr<Regex::Matcher>>;
-  void encode_stretch(std::string_view text, size_t stage, Matchers& matchers, std::vector<uint32_t>& out) const;
+  void encode_stretch(std::string_view text, size_t stage, Matchers& matchers, MatchBudget& budget,
+                      std::vector<uint32_t>& out) const;
   void encode_piece(std::string_view piece, std::vector<uint32_t>& out) const;
 
   Bpe bpe_;
@@ -86,23 +101,28 @@ class Tokenizer {
   std::vector<bool> has_id_;              // ids with no token (holes) cannot be decoded
   StringIdMap vocab_;                     // raw bytes -> id, vocab tokens
   std::vector<AddedToken> added_;
+  AddedTokenTrie added_trie_;  // index into added_
+  std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> added_by_content_;  // index into added_
   std::vector<std::shared_ptr<const Regex>> stages_;  // the pre-tokenizer's regex splits, in order
   // pre-token -> ids; see the class comment on threads.
   mutable std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>> cache_;
-  // One matcher per stage, made on first use (making them costs ~15 us: a JIT stack each). A copy of
-  // the tokenizer starts without any, so copies share nothing mutable.
+  // One matcher per stage and one JIT stack for them all, made on first use (a JIT stack costs ~15 us).
+  // A copy of the tokenizer starts without any, so copies share nothing mutable.
   struct MatcherSlot {
+    std::unique_ptr<MatchScratch> scratch;  // matchers point at it: a stable address
     Matchers matchers;
     MatcherSlot() = default;
     MatcherSlot(const MatcherSlot&) {}
     MatcherSlot& operator=(const MatcherSlot&) {
       matchers.clear();
+      scratch.reset();
       return *this;
     }
     MatcherSlot(MatcherSlot&&) = default;
     MatcherSlot& operator=(MatcherSlot&&) = default;
   };
   mutable MatcherSlot matcher_slot_;
+  mutable uint64_t last_match_steps_ = 0;
 
   friend struct TokenizerBuilder;
 };

@@ -3,13 +3,14 @@
 //
 // The loader is a function of (JSON text, file name) with no I/O so a fuzzer can drive it; every
 // malformed input is a hydra::Error "invalid tokenizer file <file>: <what, expected vs found>".
-#include <fstream>
 #include <limits>
-#include <sstream>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
 #include "io/byte_level.h"
+#include "io/input_file.h"
+#include "io/json_file.h"
 #include "io/tokenizer.h"
 #include "tensor/error.h"
 
@@ -19,9 +20,6 @@ namespace {
 
 using nlohmann::json;
 
-// Deeper nesting than this is not a tokenizer (the real ones nest 4 levels), and bounding it keeps a
-// hostile file from exhausting the stack anywhere downstream.
-constexpr int kMaxDepth = 32;
 // Ids may leave holes (cl100k has a few between its special tokens), but not so many that a tiny
 // file could make the id table enormous.
 constexpr uint64_t kMaxUnusedIds = 65536;
@@ -31,11 +29,8 @@ template <class... Args>
   throw Error(detail::concat_message("invalid tokenizer file ", file, ": ", args...));
 }
 
-// A JSON value shown in a message, cut short.
-std::string shown(const json& value) {
-  std::string s = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  return s.size() > 60 ? s.substr(0, 57) + "..." : s;
-}
+// A JSON value shown in a message, cut short (io/json_file.h: bounded work whatever the value holds).
+std::string shown(const json& value) { return json_excerpt(value); }
 
 const json* find(const json& object, const char* key) {
   const auto it = object.find(key);
@@ -86,6 +81,7 @@ struct TokenizerBuilder {
   Tokenizer t;
   const std::string& file;
   std::vector<std::string> vocab_spelling;  // id -> the vocab's byte-level string ("" if none)
+  std::unordered_map<uint32_t, size_t> added_by_id;  // index into t.added_
 
   explicit TokenizerBuilder(const std::string& f) : file(f) {}
 
@@ -134,24 +130,29 @@ struct TokenizerBuilder {
       token.id = static_cast<uint32_t>(id_value(*id, where, file));
       token.content = string_field(entry, "content", where, file);
       if (token.content.empty()) fail(file, where, " has empty content");
+      if (token.content.size() > kMaxAddedTokenBytes)
+        fail(file, where, " has ", token.content.size(), " bytes of content; at most ", kMaxAddedTokenBytes,
+             " are supported");
       token.special = bool_field(entry, "special", false, where, file);
       for (const char* key : {"lstrip", "rstrip", "single_word"})
         if (bool_field(entry, key, false, where, file))
           fail(file, where, " ('", token.content, "') sets ", key, ", which is not supported");
-      for (const AddedToken& other : t.added_) {
-        if (other.id == token.id && other.content != token.content)
-          fail(file, "added token ids clash: '", other.content, "' and '", token.content, "' both have id ", token.id);
-        if (other.content == token.content)
-          fail(file, "added token '", token.content, "' is listed twice");
-      }
+      // Hash lookups, not a scan of the tokens so far: 60,000 added tokens must load in linear time.
+      if (t.added_by_content_.count(token.content)) fail(file, "added token '", token.content, "' is listed twice");
+      if (const auto same_id = added_by_id.find(token.id); same_id != added_by_id.end())
+        fail(file, "added token ids clash: '", t.added_[same_id->second].content, "' and '", token.content,
+             "' both have id ", token.id);
+      const uint32_t index = static_cast<uint32_t>(t.added_.size());
+      added_by_id.emplace(token.id, index);
+      t.added_by_content_.emplace(token.content, index);
+      t.added_trie_.add(token.content, index, token.special);
       t.added_.push_back(std::move(token));
     }
   }
 
   const AddedToken* added_with_content(std::string_view content) const {
-    for (const AddedToken& token : t.added_)
-      if (token.content == content) return &token;
-    return nullptr;
+    const auto it = t.added_by_content_.find(content);
+    return it == t.added_by_content_.end() ? nullptr : &t.added_[it->second];
   }
 
   void vocab(const json& model) {
@@ -260,6 +261,8 @@ struct TokenizerBuilder {
       const json* list = find(*pre, "pretokenizers");
       if (list == nullptr || !list->is_array())
         fail(file, "pre_tokenizer of type Sequence needs a \"pretokenizers\" array");
+      if (list->size() > kMaxPreTokenizerStages)
+        fail(file, "pre_tokenizer has ", list->size(), " steps; at most ", kMaxPreTokenizerStages, " are supported");
       for (const json& step : *list) steps.push_back(&step);
     } else {
       steps.push_back(pre);
@@ -327,13 +330,9 @@ struct TokenizerBuilder {
 Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& file) {
   json root;
   try {
-    root = json::parse(json_text.begin(), json_text.end(),
-                       [&file](int depth, json::parse_event_t, json&) {
-                         if (depth > kMaxDepth) fail(file, "JSON nested deeper than ", kMaxDepth, " levels");
-                         return true;
-                       });
-  } catch (const json::exception& e) {
-    fail(file, "not valid JSON: ", e.what());
+    root = parse_json_text(json_text, file);  // strict: no duplicate keys, bounded depth (io/json_file.h)
+  } catch (const Error& e) {
+    throw Error(std::string("invalid tokenizer file ") + e.what());
   }
   TokenizerBuilder builder(file);
   try {
@@ -346,12 +345,7 @@ Tokenizer Tokenizer::from_json(std::string_view json_text, const std::string& fi
 }
 
 Tokenizer Tokenizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  HYDRA_CHECK(in, "cannot open tokenizer file ", path);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  HYDRA_CHECK(!in.bad(), "cannot read tokenizer file ", path);
-  return from_json(bytes.str(), path);
+  return from_json(read_file(path, "tokenizer file", kMaxTokenizerBytes), path);
 }
 
 }  // namespace hydra::io

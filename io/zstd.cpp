@@ -1,17 +1,15 @@
 // zstd in and out of memory, for .zst token files and the checkpoint's training_state.bin.zst.
 #include "io/zstd.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <zstd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <vector>
 
+#include "io/input_file.h"
 #include "tensor/error.h"
 
 namespace hydra::io {
@@ -40,12 +38,16 @@ uint64_t declared_zstd_size(std::string_view compressed) {
 }  // namespace
 
 bool has_zstd_magic(std::string_view prefix) {
-  return prefix.size() >= 4 && std::memcmp(prefix.data(), "\x28\xb5\x2f\xfd", 4) == 0;
+  if (prefix.size() < 4) return false;
+  if (std::memcmp(prefix.data(), "\x28\xb5\x2f\xfd", 4) == 0) return true;
+  // A skippable frame (magic 0x184D2A50 to 0x184D2A5F, little-endian): zstd streams may start with one.
+  const auto* b = reinterpret_cast<const unsigned char*>(prefix.data());
+  return (b[0] & 0xf0) == 0x50 && b[1] == 0x2a && b[2] == 0x4d && b[3] == 0x18;
 }
 
 std::string zstd_decompress(std::string_view compressed, const std::string& file, uint64_t max_bytes) {
   HYDRA_CHECK(has_zstd_magic(compressed), "invalid zstd file ", file,
-              ": it does not start with the zstd frame magic 28 B5 2F FD");
+              ": it does not start with the zstd frame magic 28 B5 2F FD (or a skippable frame's)");
   std::string out;
   const uint64_t declared = declared_zstd_size(compressed);
   // NOTE: a zstd block holds at most 128 KiB and takes at least 4 bytes (a 3-byte header and one RLE
@@ -74,7 +76,11 @@ std::string zstd_decompress(std::string_view compressed, const std::string& file
     HYDRA_CHECK(out.size() + o.pos <= max_bytes, "zstd file ", file, " decompresses to more than the limit of ",
                 max_bytes, " bytes held in memory");
     out.append(chunk.data(), o.pos);
-    if (in.pos == in.size && o.pos < o.size) break;  // all input used and nothing left to flush
+    if (in.pos < in.size) continue;
+    // All input is consumed. ret == 0: the last frame is complete and fully flushed (whatever o.pos is: a
+    // frame may end exactly on the buffer's end). Otherwise a full buffer may hide more output still to
+    // flush; a partly filled one means the decoder needs input that is not there (a truncated frame).
+    if (ret == 0 || o.pos < o.size) break;
   }
   HYDRA_CHECK(ret == 0, "truncated zstd file ", file, ": the data ends inside a frame (", compressed.size(),
               " compressed bytes)");
@@ -85,14 +91,8 @@ std::string zstd_decompress(std::string_view compressed, const std::string& file
 }
 
 void zstd_compress_file(const std::string& path, const std::function<void(const char*, size_t)>& sink, int level) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  HYDRA_CHECK(fd >= 0, "cannot open ", path, " to compress it: ", std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  const off_t size = ::lseek(fd, 0, SEEK_END);
-  HYDRA_CHECK(size >= 0 && ::lseek(fd, 0, SEEK_SET) == 0, "cannot seek in ", path, ": ", std::strerror(errno));
+  const InputFile in = InputFile::open(path, "file to compress");
+  const uint64_t size = in.size();
   std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
   HYDRA_CHECK(cctx != nullptr, "cannot compress ", path, ": out of memory for the zstd context");
   // The frame checksum lets a reader detect corruption by itself; the pledged size puts the content
@@ -101,23 +101,20 @@ void zstd_compress_file(const std::string& path, const std::function<void(const 
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
   ZSTD_CCtx_setPledgedSrcSize(cctx.get(), static_cast<unsigned long long>(size));
   std::vector<char> in_buffer(ZSTD_CStreamInSize()), out_buffer(ZSTD_CStreamOutSize());
-  uint64_t read_total = 0;
-  while (true) {
-    ssize_t n = ::read(fd, in_buffer.data(), in_buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    HYDRA_CHECK(n >= 0, "cannot read ", path, " to compress it: ", std::strerror(errno));
-    read_total += static_cast<uint64_t>(n);
-    const bool last = n == 0;
-    HYDRA_CHECK(!last || read_total == static_cast<uint64_t>(size), "cannot compress ", path,
-                ": the file changed size while being read");
-    ZSTD_inBuffer in{in_buffer.data(), static_cast<size_t>(n), 0};
-    bool done = false;
-    while (!done) {
+  for (uint64_t done = 0;;) {
+    // Exactly the size the file had when opened: a file that grows meanwhile is not read further.
+    const uint64_t n = std::min<uint64_t>(in_buffer.size(), size - done);
+    in.read_at(in_buffer.data(), n, done);
+    done += n;
+    const bool last = done == size;
+    ZSTD_inBuffer piece{in_buffer.data(), static_cast<size_t>(n), 0};
+    bool flushed = false;
+    while (!flushed) {
       ZSTD_outBuffer out{out_buffer.data(), out_buffer.size(), 0};
-      const size_t left = ZSTD_compressStream2(cctx.get(), &out, &in, last ? ZSTD_e_end : ZSTD_e_continue);
+      const size_t left = ZSTD_compressStream2(cctx.get(), &out, &piece, last ? ZSTD_e_end : ZSTD_e_continue);
       HYDRA_CHECK(!ZSTD_isError(left), "cannot compress ", path, ": ", ZSTD_getErrorName(left));
       if (out.pos > 0) sink(out_buffer.data(), out.pos);
-      done = last ? left == 0 : in.pos == in.size;
+      flushed = last ? left == 0 : piece.pos == piece.size;
     }
     if (last) break;
   }

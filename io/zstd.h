@@ -1,8 +1,8 @@
 // zstd helpers: decompress a whole stream held in memory (safely, for hostile input) and compress a
 // file as a stream (constant memory) with the frame checksum on.
 //
-// Decompression accepts one or more concatenated frames (as `cat a.zst b.zst` makes), verifies each
-// frame's checksum when it has one, and never allocates more than it is allowed: the sizes the frame
+// Decompression accepts one or more concatenated frames (as `cat a.zst b.zst` makes), skippable frames
+// among them (their content is ignored), verifies each frame's checksum when it has one, and never allocates more than it is allowed: the sizes the frame
 // headers declare are checked against a cap and against what the compressed bytes can possibly expand
 // to (a zstd block of at most 128 KiB takes at least 4 bytes), before any allocation; without declared
 // sizes the output grows step by step and stops at the cap. Errors are hydra::Error naming the file:
@@ -16,7 +16,7 @@
 
 namespace hydra::io {
 
-// True when the bytes start with the zstd frame magic 28 B5 2F FD.
+// True when the bytes start with the zstd frame magic 28 B5 2F FD or a skippable frame's (50..5F 2A 4D 18).
 bool has_zstd_magic(std::string_view prefix);
 
 // The whole decompressed content of `compressed`. `file` names it in errors. No I/O.

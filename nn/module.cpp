@@ -61,7 +61,7 @@ StateDict Module::state_dict() const {
   return out;
 }
 
-void Module::load_state_dict(const StateDict& state) {
+void Module::check_state_matches(const StateDict& state, const char* op) {
   auto params = named_parameters();
   std::vector<std::string> missing, unexpected, wrong_shape;
   std::map<std::string, Tensor*> by_name;
@@ -75,27 +75,52 @@ void Module::load_state_dict(const StateDict& state) {
   }
   for (auto& [name, t] : state)
     if (!by_name.count(name)) unexpected.push_back(name);
-  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty()) {
-    std::ostringstream os;
-    os << "load_state_dict: the state does not match the model";
-    auto list = [&](const char* what, const std::vector<std::string>& names) {
-      if (names.empty()) return;
-      os << "; " << names.size() << " " << what << ": ";
-      for (size_t i = 0; i < names.size() && i < 10; ++i) os << (i ? ", " : "") << names[i];
-      if (names.size() > 10) os << ", ...";
-    };
-    list("missing", missing);
-    list("unexpected", unexpected);
-    list("with the wrong shape", wrong_shape);
-    throw Error(os.str());
-  }
+  if (!missing.empty() || !unexpected.empty() || !wrong_shape.empty())
+    throw Error(state_mismatch_message(std::string(op) + ": the state does not match the model", missing, unexpected,
+                                       wrong_shape, "with the wrong shape", 10));
+}
+
+std::string state_mismatch_message(const std::string& title, const std::vector<std::string>& missing,
+                                   const std::vector<std::string>& unexpected,
+                                   const std::vector<std::string>& wrong_shape, const char* wrong_what,
+                                   size_t max_listed) {
+  std::ostringstream os;
+  os << title;
+  auto list = [&](const char* what, const std::vector<std::string>& names) {
+    if (names.empty()) return;
+    os << "; " << names.size() << " " << what << ": ";
+    for (size_t i = 0; i < names.size() && i < max_listed; ++i) os << (i ? ", " : "") << names[i];
+    if (names.size() > max_listed) os << ", ...";
+  };
+  list("missing", missing);
+  list("unexpected", unexpected);
+  list(wrong_what, wrong_shape);
+  return os.str();
+}
+
+void Module::load_state_dict(const StateDict& state) {
+  check_state_matches(state, "load_state_dict");
   NoGradGuard no_grad;
-  for (auto& [name, t] : params) kernels::copy_into(*t, state.at(name));
+  for (auto& [name, t] : named_parameters()) kernels::copy_into(*t, state.at(name));
+}
+
+void Module::assign_state_dict(const StateDict& state) {
+  check_state_matches(state, "assign_state_dict");
+  for (const auto& [name, t] : state)
+    HYDRA_CHECK(t.defined() && !t.is_meta() && t.dtype() == DType::Float32 && t.is_contiguous(),
+                "assign_state_dict: tensor '", name, "' must be a contiguous float32 tensor with data, got ",
+                t.defined() ? dtype_name(t.dtype()) : "an undefined tensor");
+  for (auto& [name, p] : named_parameters()) {
+    const bool requires_grad = p->requires_grad();
+    *p = state.at(name).detach();
+    p->set_requires_grad(requires_grad);
+  }
 }
 
 int64_t Module::num_params() const {
   int64_t n = 0;
-  for (auto& [name, t] : named_parameters()) n += t->numel();
+  for (auto& [name, t] : named_parameters())
+    HYDRA_CHECK(!__builtin_add_overflow(n, t->numel(), &n), "num_params: the count overflows int64");
   return n;
 }
 
@@ -115,24 +140,29 @@ int64_t Module::set_trainable(const std::string& pattern, bool trainable) {
   return matched;
 }
 
-std::shared_ptr<Storage> materialize_parameters(Module& root) {
+std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill) {
   std::vector<Tensor*> params;
   for (auto& [name, t] : root.named_parameters()) params.push_back(t);
-  return materialize_parameters(params);
+  return materialize_parameters(params, zero_fill);
 }
 
-std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params) {
+std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params, bool zero_fill) {
   // 16 floats = 64 bytes: every parameter starts on a cache line.
   auto aligned = [](int64_t n) { return (n + 15) / 16 * 16; };
   int64_t total = 0;
-  for (Tensor* t : params) total += aligned(t->numel());
-  Tensor slab = zeros({total}, DType::Float32);
+  for (Tensor* t : params)
+    HYDRA_CHECK(!__builtin_add_overflow(total, aligned(t->numel()), &total),
+                "materialize_parameters: the parameter count overflows int64");
+  Tensor slab = zero_fill ? zeros({total}, DType::Float32) : empty({total}, DType::Float32);
   int64_t offset = 0;
   for (Tensor* t : params) {
     const bool requires_grad = t->requires_grad();
     *t = make_view(slab, t->shape(), contiguous_strides(t->shape()), offset);
     t->set_requires_grad(requires_grad);
-    offset += aligned(t->numel());
+    // The padding after each parameter is zeroed either way: whole-slab passes never see garbage.
+    const int64_t end = offset + t->numel(), next = offset + aligned(t->numel());
+    if (!zero_fill && next > end) std::memset(slab.data<float>() + end, 0, sizeof(float) * (next - end));
+    offset = next;
   }
   return slab.impl()->storage;
 }

@@ -59,6 +59,11 @@ class Module {
   // Copies values from `state` into the parameters. Strict: a missing name, an unexpected name or a
   // wrong shape is an error that lists them (all of them, not just the first).
   void load_state_dict(const StateDict& state);
+  // Makes each parameter the tensor of its name in `state`, without copying (the module then shares that
+  // memory: a memory-mapped weight file, say); the parameters may be meta before. As strict as
+  // load_state_dict, and every tensor must be a defined, contiguous float32 tensor with data. Each
+  // parameter keeps its requires_grad setting.
+  void assign_state_dict(const StateDict& state);
 
   // Total number of parameter elements (works on meta modules).
   int64_t num_params() const;
@@ -78,17 +83,29 @@ class Module {
   void unregister_module(const std::string& name);
 
  private:
+  // Error unless `state` names exactly this module's parameters with their shapes (`op` names the caller).
+  void check_state_matches(const StateDict& state, const char* op);
+
   std::vector<std::pair<std::string, Tensor*>> params_;
   std::vector<std::pair<std::string, Module*>> children_;
 };
 
 // Allocates one float32 slab for every parameter of `root` and rebinds each parameter to its view of
-// it, zero-filled. Returns the slab's storage (the parameters keep it alive too). Parameters are laid
+// it, zero-filled unless `zero_fill` is false (then the values are unspecified, and pages nobody writes
+// cost no memory). Returns the slab's storage (the parameters keep it alive too). Parameters are laid
 // out in named_parameters() order, each 64-byte aligned.
-std::shared_ptr<Storage> materialize_parameters(Module& root);
+std::shared_ptr<Storage> materialize_parameters(Module& root, bool zero_fill = true);
 // The same for a chosen set of parameters (meta tensors of a module added after its model was
 // materialized, such as LoRA adapters, which get a slab of their own), laid out in the order given.
-std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params);
+std::shared_ptr<Storage> materialize_parameters(const std::vector<Tensor*>& params, bool zero_fill = true);
+
+// "<title>; 2 missing: a, b; 1 unexpected: c; 1 <wrong_what>: d (...)": the message of a state that does
+// not match a model (load_state_dict's, and a weight file's against a config), at most `max_listed`
+// names per list; empty lists are left out.
+std::string state_mismatch_message(const std::string& title, const std::vector<std::string>& missing,
+                                   const std::vector<std::string>& unexpected,
+                                   const std::vector<std::string>& wrong_shape, const char* wrong_what,
+                                   size_t max_listed);
 
 // Shell-style glob match used by set_trainable.
 bool glob_match(const std::string& pattern, const std::string& name);

@@ -8,8 +8,9 @@
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET ...]     e.g. bash scripts/fuzz.sh 600 fuzz_npy_header
 #
-# Each target starts from its committed seed corpus tests/fuzz/corpus/<name without fuzz_>/ and keeps what
-# it learns in <build>/corpus/<target>/ (not committed). A finding is saved in <build>/findings/ and
+# Each target starts from its committed seed corpus tests/fuzz/corpus/<name without fuzz_>/, mutates with a
+# depth/size-stress dictionary (tests/fuzz/dict/: binary.dict for .npy and token files, json.dict for the
+# rest), and keeps what it learns in <build>/corpus/<target>/ (not committed). A finding is saved in <build>/findings/ and
 # reproduced by running the target binary on that file.
 set -euo pipefail
 
@@ -42,9 +43,12 @@ run_target() {
   local findings="$build/findings/$target" log="$build/logs/$target.log"
   [[ -d "$seeds" ]] || { echo "fuzz.sh: no seed corpus $seeds for $target" >&2; return 1; }
   mkdir -p "$corpus" "$findings"
+  # A depth/size-stress dictionary: binary headers or JSON (tests/fuzz/dict/).
+  local dict=tests/fuzz/dict/json.dict
+  case "$target" in fuzz_npy_header | fuzz_token_file) dict=tests/fuzz/dict/binary.dict ;; esac
   if ASAN_OPTIONS=halt_on_error=1:detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
      "$build/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
-       -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
+       -dict="$dict" -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds" >"$log" 2>&1; then
     echo "fuzz.sh: $target: $(grep -m1 -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$') runs in ${seconds} s, no findings"
   else
     echo "fuzz.sh: $target: FINDING — see $log and $findings/ (reproduce: $build/$target FILE)" >&2

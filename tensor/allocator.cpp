@@ -6,6 +6,9 @@
 #include <new>
 #include <vector>
 
+#include "tensor/error.h"
+#include "tensor/machine_memory.h"
+
 namespace hydra {
 
 namespace {
@@ -56,6 +59,8 @@ Cache& cache() {
 }  // namespace
 
 void* allocate_bytes(size_t nbytes) {
+  // A size no machine here can provide (from a hostile file, usually) is a message, not an OOM kill.
+  check_fits_in_memory(nbytes, "a tensor");
   const size_t cls = size_class(nbytes == 0 ? 1 : nbytes);
   if (cls >= kCacheMinBytes) {
     Cache& c = cache();
@@ -77,7 +82,15 @@ void* allocate_bytes(size_t nbytes) {
     // Out of memory with blocks sitting in the cache: give them back and try once more.
     release_cached_memory();
     p = std::aligned_alloc(64, cls);
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr) {
+      if (cls >= kCacheMinBytes) {
+        std::lock_guard<std::mutex> lock(cache().mutex);
+        cache().stats.in_use_bytes -= cls;
+      }
+      throw Error(detail::concat_message("out of memory: cannot allocate ", human_bytes(static_cast<double>(cls)),
+                                         " for a tensor (this machine has ",
+                                         human_bytes(static_cast<double>(machine_memory_bytes())), ")"));
+    }
   }
   return p;
 }

@@ -15,7 +15,8 @@ namespace hydra {
 
 constexpr size_t kCacheMinBytes = 64 * 1024;
 
-// 64-byte aligned memory of at least `nbytes`; never returns null (throws std::bad_alloc).
+// 64-byte aligned memory of at least `nbytes`; never returns null. A size beyond this machine's memory
+// (tensor/machine_memory.h), or one the OS refuses, is a hydra::Error saying how much was asked for.
 void* allocate_bytes(size_t nbytes);
 // Gives a block back (to the cache when large enough and the cache is under its limit).
 void free_bytes(void* ptr, size_t nbytes);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "tensor/allocator.h"
+#include "tensor/machine_memory.h"
 #include "tensor/tensor.h"
 
 using namespace hydra;
@@ -52,4 +53,15 @@ TEST_CASE("in-use accounting returns to its starting point") {
     CHECK(allocator_stats().in_use_bytes > in_use);
   }
   CHECK(allocator_stats().in_use_bytes == in_use);
+}
+
+TEST_CASE("a tensor larger than this machine's memory is a hydra::Error saying how much, not std::bad_alloc") {
+  const AllocatorStats before = allocator_stats();
+  CHECK_THROWS_WITH_AS(empty({int64_t{1} << 46}),  // 256 TiB of float32
+                       doctest::Contains("a tensor needs 256.00 TiB (281474976710656 bytes), more than this machine's memory"),
+                       Error);
+  CHECK(allocator_stats().in_use_bytes == before.in_use_bytes);
+  CHECK(machine_memory_bytes() > (uint64_t{64} << 20));
+  CHECK(human_bytes(1536.0 * 1024 * 1024) == "1.50 GiB");
+  CHECK(human_bytes(512) == "512 B");
 }

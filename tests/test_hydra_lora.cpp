@@ -752,7 +752,7 @@ TEST_CASE("the adapter_config fuzz seeds are valid configs for the tiny model") 
   int64_t n = 0;
   for (const auto& e : fs::directory_iterator(seeds)) {
     INFO(e.path().string());
-    const LoraInfo info = parse_adapter_config(io::read_json_file(e.path().string()), e.path().string());
+    const LoraInfo info = parse_adapter_config(io::read_json_file(e.path().string(), "LoRA adapter config", kMaxConfigBytes), e.path().string());
     CHECK(check_adapter_config(*model, info, e.path().string()).size() == info.linears.size());
     ++n;
   }

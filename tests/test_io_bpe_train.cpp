@@ -46,15 +46,17 @@ using Merges = std::vector<std::pair<uint32_t, uint32_t>>;
 // The textbook algorithm: before every merge, count every adjacent pair of every piece again.
 BpeTrainResult train_by_recounting(const std::vector<std::string>& texts, int64_t vocab_size, int64_t min_frequency) {
   Regex regex(kGpt2PreTokenizerPattern, false);
-  Regex::Matcher matcher(regex);
+  MatchScratch scratch;
+  Regex::Matcher matcher(regex, scratch);
   std::map<std::string, int64_t> counts;
   for (const std::string& text : texts) {
+    MatchBudget budget = MatchBudget::for_text(text.size());
     // Cut at the special token, as the trainer does.
     size_t pos = 0;
     while (pos <= text.size()) {
       const size_t at = text.find("<|endoftext|>", pos);
       const std::string_view stretch = std::string_view(text).substr(pos, at == std::string::npos ? std::string::npos : at - pos);
-      split_isolated(matcher, stretch, [&](std::string_view piece) { ++counts[std::string(piece)]; });
+      split_isolated(matcher, stretch, budget, [&](std::string_view piece) { ++counts[std::string(piece)]; });
       if (at == std::string::npos) break;
       pos = at + 13;
     }

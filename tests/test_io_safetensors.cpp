@@ -686,5 +686,5 @@ TEST_CASE("load_sharded_safetensors: every shard exists, every tensor is where t
   with_index(R"({"weight_map": {"a": "bad.safetensors"}})");
   expect_error("corrupt shard", [&] { load_sharded_safetensors(index); }, {"bad.safetensors", "header length"});
   expect_error("missing index", [&] { load_sharded_safetensors(dir.file("none.json")); },
-               {"cannot read safetensors index", "none.json"});
+               {"cannot open safetensors index", "none.json", "No such file"});
 }

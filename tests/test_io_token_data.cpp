@@ -19,6 +19,7 @@
 #include "io/zstd.h"
 #include "support/op_harness.h"
 #include "support/temp_dir.h"
+#include "support/zstd_frame.h"
 
 using namespace hydra;
 using namespace hydra::io;
@@ -56,18 +57,7 @@ std::string npy_file(const std::string& descr, const std::string& shape, const s
   return s + dict + data;
 }
 
-// zstd with the frame checksum on; `with_size` writes the content size into the frame header.
-std::string zstd_bytes(const std::string& plain, bool with_size = true) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, with_size ? 1 : 0);
-  std::string out(ZSTD_compressBound(plain.size()), '\0');
-  const size_t n = ZSTD_compress2(cctx, out.data(), out.size(), plain.data(), plain.size());
-  ZSTD_freeCCtx(cctx);
-  REQUIRE_FALSE(ZSTD_isError(n));
-  out.resize(n);
-  return out;
-}
+std::string zstd_bytes(const std::string& plain, bool with_size = true) { return test::zstd_frame(plain, with_size); }
 
 void expect_error(const std::string& name, const std::function<void()>& call,
                   const std::vector<std::string>& must_contain) {

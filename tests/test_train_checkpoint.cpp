@@ -237,16 +237,17 @@ TEST_CASE("a kill at any step of the commit leaves a loadable checkpoint, and th
   io::set_directory_commit_hook(nullptr);
   REQUIRE(snapshots.size() == 4);
 
-  // What a kill leaves besides the committed directory, step by step (the temp dir is ".ckpt.tmp-<pid>-<n>").
+  // What a kill leaves besides the committed directory, step by step (the temp dir is
+  // ".ckpt.hydra-tmp-<16 hex digits>").
   auto hidden_names = [](const fs::path& copy) {
     std::vector<std::string> names = listing(copy);
     for (std::string& n : names)
-      if (n.rfind(".ckpt.tmp-", 0) == 0) n = ".ckpt.tmp-*";
+      if (n.rfind(".ckpt.hydra-tmp-", 0) == 0 && n.size() == 32) n = ".ckpt.hydra-tmp-*";
     return names;
   };
-  CHECK(hidden_names(snapshots[0].second) == std::vector<std::string>{".ckpt.tmp-*", "ckpt"});
-  CHECK(hidden_names(snapshots[1].second) == std::vector<std::string>{".ckpt.old", ".ckpt.tmp-*"});
-  CHECK(hidden_names(snapshots[2].second) == std::vector<std::string>{".ckpt.old", "ckpt"});
+  CHECK(hidden_names(snapshots[0].second) == std::vector<std::string>{".ckpt.hydra-tmp-*", "ckpt"});
+  CHECK(hidden_names(snapshots[1].second) == std::vector<std::string>{".ckpt.hydra-old", ".ckpt.hydra-tmp-*"});
+  CHECK(hidden_names(snapshots[2].second) == std::vector<std::string>{".ckpt.hydra-old", "ckpt"});
   CHECK(hidden_names(snapshots[3].second) == std::vector<std::string>{"ckpt"});
 
   const std::map<std::string, int64_t> expected_step = {
@@ -259,7 +260,7 @@ TEST_CASE("a kill at any step of the commit leaves a loadable checkpoint, and th
     const Checkpoint c = load_checkpoint(killed);
     CHECK(c.state.step == expected_step.at(step));
     check_same_weights(c.state.step == 100 ? *old_model : *new_model, *c.model);
-    if (step == "old moved aside") CHECK(fs::path(c.path).filename() == ".ckpt.old");  // found aside
+    if (step == "old moved aside") CHECK(fs::path(c.path).filename() == ".ckpt.hydra-old");  // found aside
     // The next save repairs the directory: only the new checkpoint remains.
     save_checkpoint(killed, *new_model, sample_state(*new_model, 300), {});
     CHECK(load_checkpoint(killed).state.step == 300);
@@ -267,30 +268,62 @@ TEST_CASE("a kill at any step of the commit leaves a loadable checkpoint, and th
   }
 }
 
-TEST_CASE("leftovers of a killed save: a half-written temp dir, a half-removed old copy") {
+TEST_CASE("leftovers of a killed save: a half-written temp dir, a half-removed old copy; a user's look-alikes stay") {
   TempDir dir;
   const std::string ckpt = dir.file("ckpt");
   auto model = tiny_model(3);
   save_checkpoint(ckpt, *model, sample_state(*model, 7), {});
   // A writer (pid 2147483647: no such process) killed while writing its model file.
-  const fs::path dead = dir.path / ".ckpt.tmp-2147483647-0";
+  const fs::path dead = dir.path / ".ckpt.hydra-tmp-0123456789abcdef";
   fs::create_directories(dead);
+  write_bytes((dead / ".hydra-temp").string(), "hydra temp 2147483647\n");
   write_bytes((dead / "model.safetensors").string(), "partial");
   // A replace killed while removing the old copy (ckpt itself is complete).
-  fs::create_directories(dir.path / ".ckpt.old");
-  write_bytes((dir.path / ".ckpt.old" / "config.json").string(), "{");
+  fs::create_directories(dir.path / ".ckpt.hydra-old");
+  write_bytes((dir.path / ".ckpt.hydra-old" / ".hydra-old").string(), "hydra old\n");
+  write_bytes((dir.path / ".ckpt.hydra-old" / "config.json").string(), "{");
+  // A user's own directories that merely look like leftovers: no marker, a name of another form, a
+  // marker naming a live process, a symlink to a marked directory.
+  const std::vector<std::string> users = {".ckpt.tmp-notes", ".ckpt.hydra-tmp-notes", ".ckpt.hydra-tmp-0123456789abcdeg",
+                                          ".ckpt.hydra-tmp-00000000000000aa", ".ckpt.old"};
+  for (const std::string& name : users) {
+    fs::create_directories(dir.path / name);
+    write_bytes((dir.path / name / "notes.txt").string(), "mine");
+  }
+  write_bytes((dir.path / ".ckpt.hydra-tmp-00000000000000aa" / ".hydra-temp").string(),
+              "hydra temp " + std::to_string(::getppid()) + "\n");
+  const fs::path linked = dir.path / "elsewhere";
+  fs::create_directories(linked);
+  write_bytes((linked / ".hydra-temp").string(), "hydra temp 2147483647\n");
+  fs::create_directory_symlink(linked, dir.path / ".ckpt.hydra-tmp-fedcba9876543210");
   CHECK(load_checkpoint(ckpt).state.step == 7);
 
   save_checkpoint(ckpt, *model, sample_state(*model, 8), {});
   CHECK(load_checkpoint(ckpt).state.step == 8);
-  CHECK(listing(dir.path) == std::vector<std::string>{"ckpt"});
+  std::vector<std::string> expected = users;
+  expected.insert(expected.end(), {".ckpt.hydra-tmp-fedcba9876543210", "ckpt", "elsewhere"});
+  std::sort(expected.begin(), expected.end());
+  CHECK(listing(dir.path) == expected);
+  for (const std::string& name : users) CHECK(read_bytes((dir.path / name / "notes.txt").string()) == "mine");
+  CHECK(fs::exists(linked / ".hydra-temp"));
 
-  // recover_directory alone puts an aside copy back when the directory itself is gone.
-  fs::rename(ckpt, dir.path / ".ckpt.old");
-  CHECK(io::committed_directory(ckpt) == (dir.path / ".ckpt.old").string());
+  // recover_directory alone puts a marked aside copy back when the directory itself is gone.
+  for (const std::string& name : users) fs::remove_all(dir.path / name);
+  fs::remove(dir.path / ".ckpt.hydra-tmp-fedcba9876543210");
+  fs::remove_all(linked);
+  write_bytes(ckpt + "/.hydra-old", "hydra old\n");
+  fs::rename(ckpt, dir.path / ".ckpt.hydra-old");
+  CHECK(io::committed_directory(ckpt) == (dir.path / ".ckpt.hydra-old").string());
   io::recover_directory(ckpt);
   CHECK(listing(dir.path) == std::vector<std::string>{"ckpt"});
+  CHECK(!fs::exists(ckpt + "/.hydra-old"));
   CHECK(load_checkpoint(ckpt).state.step == 8);
+  // An unmarked aside copy is not ours: neither found by readers nor moved.
+  fs::rename(ckpt, dir.path / ".ckpt.hydra-old");
+  fs::remove(dir.path / ".ckpt.hydra-old" / ".hydra-old");
+  CHECK(io::committed_directory(ckpt) == ckpt);
+  io::recover_directory(ckpt);
+  CHECK(listing(dir.path) == std::vector<std::string>{".ckpt.hydra-old"});
 }
 
 TEST_CASE("a damaged checkpoint names the file and what is wrong") {
@@ -346,7 +379,8 @@ TEST_CASE("a damaged checkpoint names the file and what is wrong") {
   {
     const std::string c = copy();
     fs::remove(c + "/training_state.bin.zst");
-    expect_error("missing file", [&] { load_checkpoint(c); }, {c + "/training_state.bin.zst", "is missing"});
+    expect_error("missing file", [&] { load_checkpoint(c); },
+                 {"cannot open checkpoint file " + c + "/training_state.bin.zst", "No such file"});
   }
   // Damage the manifest cannot see (it is relisted): the zstd checks themselves.
   {
@@ -479,8 +513,10 @@ TEST_CASE("verify_data_files notices changed, resized and missing data") {
   write_bytes(dir.file("a.bin"), "hello!");
   expect_error("other size", [&] { verify_data_files(m); }, {"is 6 bytes but the checkpoint recorded 5"});
   fs::remove(dir.file("a.bin"));
-  expect_error("missing", [&] { verify_data_files(m); }, {"data file " + dir.file("a.bin") + " is missing"});
-  expect_error("describe missing", [&] { describe_data_file(dir.file("a.bin")); }, {"is missing"});
+  expect_error("missing", [&] { verify_data_files(m); },
+               {"cannot open data file " + dir.file("a.bin") + ": No such file"});
+  expect_error("describe missing", [&] { describe_data_file(dir.file("a.bin")); },
+               {"cannot open data file", "No such file"});
 }
 
 TEST_CASE("SIGKILL at random instants of repeated saves always leaves the last or a newer checkpoint") {

@@ -2,9 +2,7 @@
 // (the format and the guarantees are in checkpoint.h).
 #include "train/checkpoint.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -15,6 +13,7 @@
 #include "io/atomic_dir.h"
 #include "io/json_file.h"
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "io/zstd.h"
@@ -54,19 +53,19 @@ const json& field(const json& j, const char* key, const std::string& file, const
 uint64_t unsigned_field(const json& j, const char* key, const std::string& file, const std::string& where) {
   const json& v = field(j, key, file, where);
   HYDRA_CHECK(v.is_number_unsigned(), file, ": ", where, " field '", key, "' must be a non-negative integer, got ",
-              v.dump());
+              io::json_excerpt(v));
   return v.get<uint64_t>();
 }
 
 std::string string_field(const json& j, const char* key, const std::string& file, const std::string& where) {
   const json& v = field(j, key, file, where);
-  HYDRA_CHECK(v.is_string(), file, ": ", where, " field '", key, "' must be a string, got ", v.dump());
+  HYDRA_CHECK(v.is_string(), file, ": ", where, " field '", key, "' must be a string, got ", io::json_excerpt(v));
   return v.get<std::string>();
 }
 
 std::string sha256_field(const json& j, const std::string& file, const std::string& where) {
   const json& v = field(j, "sha256", file, where);
-  HYDRA_CHECK(is_sha256_hex(v), file, ": ", where, " field 'sha256' must be 64 lowercase hex digits, got ", v.dump());
+  HYDRA_CHECK(is_sha256_hex(v), file, ": ", where, " field 'sha256' must be 64 lowercase hex digits, got ", io::json_excerpt(v));
   return v.get<std::string>();
 }
 
@@ -87,26 +86,6 @@ json state_json(const TrainingState& s) {
           {"run_config", s.run_config}, {"progress", s.progress}};
 }
 
-// Reads a whole file, which must have exactly `expected` bytes (the caller checked the size).
-std::string read_whole_file(const std::string& path, uint64_t expected) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  HYDRA_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
-  std::string bytes(expected, '\0');
-  uint64_t done = 0;
-  while (done < expected) {
-    const ssize_t n = ::read(fd, bytes.data() + done, expected - done);
-    if (n < 0 && errno == EINTR) continue;
-    HYDRA_CHECK(n >= 0, "cannot read ", path, ": ", std::strerror(errno));
-    HYDRA_CHECK(n > 0, "cannot read ", path, ": it ended after ", done, " of ", expected, " bytes");
-    done += static_cast<uint64_t>(n);
-  }
-  return bytes;
-}
-
 uint64_t size_of(const std::string& path, const std::string& what) {
   struct stat st {};
   HYDRA_CHECK(::stat(path.c_str(), &st) == 0, what, " ", path, " is missing: ", std::strerror(errno));
@@ -117,11 +96,8 @@ uint64_t size_of(const std::string& path, const std::string& what) {
 }  // namespace
 
 DataFileRecord describe_data_file(const std::string& path) {
-  DataFileRecord d;
-  d.path = path;
-  d.bytes = size_of(path, "data file");
-  d.sha256 = io::sha256_file_hex(path);
-  return d;
+  const io::InputFile in = io::InputFile::open(path, "data file");
+  return {path, io::sha256_file_hex(in), in.size()};
 }
 
 std::string checkpoint_manifest_text(const CheckpointManifest& manifest) {
@@ -139,12 +115,12 @@ CheckpointManifest parse_checkpoint_manifest(std::string_view text, const std::s
   HYDRA_CHECK(j.is_object(), file, ": the checkpoint manifest must be a JSON object");
   const std::string where = "the manifest";
   const json& format = field(j, "format", file, where);
-  HYDRA_CHECK(format == kFormat, file, ": not a Hydra checkpoint manifest (format ", format.dump(), ", expected \"",
+  HYDRA_CHECK(format == kFormat, file, ": not a Hydra checkpoint manifest (format ", io::json_excerpt(format), ", expected \"",
               kFormat, "\")");
   // The version first: a later version may change everything below, including the digest rule.
   const json& version = field(j, "format_version", file, where);
   HYDRA_CHECK(version.is_number_integer() && version == kCheckpointFormatVersion, file, ": checkpoint format_version ",
-              version.dump(), " is not supported; this Hydra reads format_version ", kCheckpointFormatVersion);
+              io::json_excerpt(version), " is not supported; this Hydra reads format_version ", kCheckpointFormatVersion);
   const std::string digest = string_field(j, "manifest_sha256", file, where);
   json body = j;
   body.erase("manifest_sha256");
@@ -275,23 +251,21 @@ Checkpoint load_checkpoint(const std::string& dir) {
   HYDRA_CHECK(fs::is_directory(c.path, ec), "checkpoint directory '", dir, "' does not exist");
   const std::string manifest_path = (fs::path(c.path) / kManifest).string();
   HYDRA_CHECK(fs::exists(manifest_path, ec), "'", c.path, "' is not a Hydra checkpoint: it has no ", kManifest);
-  const uint64_t manifest_bytes = size_of(manifest_path, "checkpoint file");
-  HYDRA_CHECK(manifest_bytes <= kMaxManifestBytes, manifest_path, ": ", manifest_bytes,
-              " bytes, more than a checkpoint manifest can need (", kMaxManifestBytes, ")");
-  c.manifest = parse_checkpoint_manifest(read_whole_file(manifest_path, manifest_bytes), manifest_path);
+  c.manifest = parse_checkpoint_manifest(io::read_file(manifest_path, "checkpoint manifest", kMaxManifestBytes),
+                                         manifest_path);
 
   std::string state_bytes;
   for (const auto& [name, rec] : c.manifest.files) {
     const std::string path = (fs::path(c.path) / name).string();
-    const uint64_t size = size_of(path, "checkpoint file");
-    HYDRA_CHECK(size == rec.bytes, "checkpoint file ", path, " is ", size, " bytes but the manifest lists ", rec.bytes,
-                " (truncated or replaced)");
+    const io::InputFile in = io::InputFile::open(path, "checkpoint file");
+    HYDRA_CHECK(in.size() == rec.bytes, "checkpoint file ", path, " is ", in.size(), " bytes but the manifest lists ",
+                rec.bytes, " (truncated or replaced)");
     std::string digest;
     if (name == kState) {
-      state_bytes = read_whole_file(path, size);  // read once: hashed here, decompressed below
+      state_bytes = in.read_all(rec.bytes);  // read once: hashed here, decompressed below
       digest = io::sha256_hex(state_bytes);
     } else {
-      digest = io::sha256_file_hex(path);
+      digest = io::sha256_file_hex(in);
     }
     HYDRA_CHECK(digest == rec.sha256, "checkpoint file ", path, " is corrupt: its sha256 is ", digest,
                 " but the manifest lists ", rec.sha256);
@@ -309,10 +283,10 @@ Checkpoint load_checkpoint(const std::string& dir) {
 
 void verify_data_files(const CheckpointManifest& manifest) {
   for (const DataFileRecord& d : manifest.data_files) {
-    const uint64_t size = size_of(d.path, "data file");
-    HYDRA_CHECK(size == d.bytes, "data file ", d.path, " is ", size, " bytes but the checkpoint recorded ", d.bytes,
-                "; it is not the data this run trained on");
-    const std::string digest = io::sha256_file_hex(d.path);
+    const io::InputFile in = io::InputFile::open(d.path, "data file");
+    HYDRA_CHECK(in.size() == d.bytes, "data file ", d.path, " is ", in.size(), " bytes but the checkpoint recorded ",
+                d.bytes, "; it is not the data this run trained on");
+    const std::string digest = io::sha256_file_hex(in);
     HYDRA_CHECK(digest == d.sha256, "data file ", d.path, " has sha256 ", digest, " but the checkpoint recorded ",
                 d.sha256, "; it is not the data this run trained on");
   }

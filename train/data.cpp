@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "io/json_file.h"
 #include "train/permutation.h"
 
 namespace hydra::train {
@@ -112,7 +113,7 @@ void DataStream::restore(const nlohmann::json& state, const std::string& what) {
   nlohmann::json mine = this->state();
   for (const char* key : {"begin", "end", "dataset_items", "order", "seed"})
     HYDRA_CHECK(state.contains(key) && state.at(key) == mine.at(key), what, ": the checkpoint's ", key, " is ",
-                state.contains(key) ? state.at(key).dump() : std::string("missing"), " but this run's is ",
+                state.contains(key) ? io::json_excerpt(state.at(key)) : std::string("missing"), " but this run's is ",
                 mine.at(key).dump(), " (the data or its split differ)");
   const int64_t cursor = state.at("cursor").get<int64_t>();
   HYDRA_CHECK(cursor >= 0, what, ": negative cursor ", cursor, " in the checkpoint");

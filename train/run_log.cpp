@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "io/atomic_file.h"
+#include "io/input_file.h"
 #include "io/json_file.h"
 #include "tensor/error.h"
 
@@ -19,6 +20,9 @@ namespace hydra::train {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A log holds one line of ~100 bytes per step: ten million steps fit in this, and it is read whole.
+constexpr uint64_t kMaxLogBytes = uint64_t{1} << 30;
 
 std::string join(const std::vector<std::string>& cells) {
   std::string line;
@@ -59,7 +63,7 @@ void CsvLog::cut_back_to(int64_t step) {
     start();
     return;
   }
-  const std::string text = io::read_file_bytes(path_, "a training log");
+  const std::string text = io::read_file(path_, "training log", kMaxLogBytes);
   std::istringstream in(text);
   std::string line, kept;
   bool header = true;

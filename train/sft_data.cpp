@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <sstream>
 
+#include "io/input_file.h"
 #include "io/json_file.h"
+#include "tensor/machine_memory.h"
 
 namespace hydra::train {
 
@@ -21,7 +23,11 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
 
 std::vector<PromptAnswer> read_prompt_answer_file(const std::string& path) {
   std::vector<PromptAnswer> rows;
-  const std::string text = io::read_file_bytes(path, "an SFT JSON Lines file");
+  // Held in memory with its ids (4 bytes each; real text has 3-5 bytes per token, at worst 1): a file
+  // that cannot fit twice over is refused before it is read.
+  const io::InputFile file = io::InputFile::open(path, "SFT JSON Lines file");
+  check_fits_in_memory(2 * file.size(), "reading " + path);
+  const std::string text = file.read_all(file.size());
   std::istringstream in(text);
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {

@@ -131,8 +131,8 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
   if (!fs::is_directory(dir, ec)) return {};
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
-    // "step_N", or ".step_N.old" (a replace interrupted between its two renames: io/atomic_dir.h).
-    if (name.starts_with(".") && name.ends_with(".old")) name = name.substr(1, name.size() - 5);
+    // "step_N", or its aside copy (a replace interrupted between its two renames: io/atomic_dir.h).
+    if (const std::string target = io::target_of_aside_name(name); !target.empty()) name = target;
     if (!name.starts_with("step_") || name.size() != 13) continue;
     if (name.find_first_not_of("0123456789", 5) != std::string::npos) continue;
     steps.insert(std::stoll(name.substr(5)));

@@ -60,7 +60,7 @@ check "no failed export left output" -- test ! -e "$dir/y"
 before=$(cat "$dir/hf/config.json")
 "$hydra" export "$dir/m" --head 0 --out "$dir/hf" >/dev/null 2>&1
 check "a refused export left the existing output alone" -- test "$before" == "$(cat "$dir/hf/config.json")"
-check "no temporary directories left behind" -- test -z "$(find "$dir" -maxdepth 1 -name '.tmp-*')"
+check "no temporary directories left behind" -- test -z "$(find "$dir" -maxdepth 1 -name '*.hydra-tmp-*')"
 
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]

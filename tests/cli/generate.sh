@@ -115,7 +115,8 @@ done
 check "another seed, other ids" test "$(sample 1 4 mean)" != "$(sample 1 5 mean)"
 
 # ---- bad input: exit 2, one message ----
-"$hydra" init --config <(sed 's/"vocab_size": 320/"vocab_size": 200/' "$dir/config.json") --out "$dir/small-vocab" >/dev/null
+sed 's/"vocab_size": 320/"vocab_size": 200/' "$dir/config.json" >"$dir/small-vocab.json"
+"$hydra" init --config "$dir/small-vocab.json" --out "$dir/small-vocab" >/dev/null
 bad "head 5 is out of range (the model has 3 heads" "$model" --tokens 1,2 --combine head:5
 bad "--heads: head 3 is out of range" "$model" --tokens 1,2 --heads 0,3
 bad "--temperature must be >= 0" "$model" --tokens 1,2 --temperature -0.5
@@ -136,7 +137,7 @@ bad "expected mean, poe, head:K or speculative" "$model" --tokens 1 --combine vo
 bad "--beta: 2 weights for 3 combined heads" "$model" --tokens 1 --combine poe --beta 1,2
 bad "expected a whole number from 1 to 16" "$model" --tokens 1 --combine speculative --gamma 17
 bad "--stop needs --tokenizer" "$model" --tokens 1 --stop x
-bad "cannot read" "$dir/nowhere" --tokens 1
+bad "cannot open Hydra model config $dir/nowhere/config.json: No such file" "$dir/nowhere" --tokens 1
 
 if [[ $fail -ne 0 ]]; then
   echo "generate.sh: $fail check(s) failed" >&2

@@ -41,7 +41,7 @@ check "sidecar tokenizer_sha256" "$(json_field "$side" tokenizer_sha256)" "\"$(s
 grep -qF "\"sha256\": \"$(sha256sum "$dir/a.txt" | cut -d' ' -f1)\"" "$side" || { echo "FAIL: sidecar lacks a.txt's sha256"; fail=$((fail + 1)); }
 grep -qF '"tokens": 3' "$side" || { echo "FAIL: sidecar lacks a.txt's 3 tokens (2 + EOS)"; fail=$((fail + 1)); }
 grep -qF '"bytes": 6' "$side" || { echo "FAIL: sidecar lacks a.txt's 6 bytes"; fail=$((fail + 1)); }
-ls -a "$dir" | grep -q '\.tmp-' && { echo "FAIL: temp files left behind"; fail=$((fail + 1)); }
+ls -a "$dir" | grep -q 'hydra-tmp-' && { echo "FAIL: temp files left behind"; fail=$((fail + 1)); }
 
 # Special-token text is plain text unless --allow-special.
 printf 'ab<|endoftext|>' >"$dir/s.txt"
