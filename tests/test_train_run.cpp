@@ -257,6 +257,28 @@ TEST_CASE("the same run at 1 and 2 threads gives the same bits") {
   check_same_bits(one->model(), two->model());
 }
 
+TEST_CASE("--head-data for every trained head needs no --data: the run is the one --data would not change") {
+  World w;
+  auto train_with = [&](bool with_data, const std::string& out) {
+    TrainOptions o = w.options(out);
+    o.steps = 2;
+    o.train_heads = {0, 2};
+    o.head_data[0] = {w.head_data};
+    o.head_data[2] = {w.val};
+    if (!with_data) o.data.clear();
+    auto t = std::make_unique<Trainer>(o);
+    for (int s = 0; s < 2; ++s) t->step();
+    return t;
+  };
+  auto with_data = train_with(true, "hd1");
+  auto without = train_with(false, "hd2");
+  check_same_bits(with_data->model(), without->model());
+  // ... and it trained: head 0 moved away from the initial weights.
+  auto initial = load_model_dir(w.model);
+  const std::string name = "heads.0.blocks.0.feed_forward.w1.weight";
+  CHECK(initial->state_dict().at(name).to_vector<float>() != without->model().state_dict().at(name).to_vector<float>());
+}
+
 TEST_CASE("gradient accumulation: K micro-batches of B equal one batch of K*B") {
   World w;
   auto losses = [&](int64_t batch, int64_t accum, bool sft, const std::string& out) {
@@ -382,6 +404,10 @@ TEST_CASE("bad runs are refused before any work, naming the reason") {
   x = o;
   x.data.clear();
   refuses(x, "give --data (next-token) or --sft");
+  x = o;
+  x.data.clear();
+  x.head_data[0] = {w.head_data};
+  refuses(x, "train: head(s) 1,2 have no data: give --data, or --head-data K=PATH for each trained head");
   x = o;
   x.steps = 0;
   refuses(x, "give --steps N or --epochs E");

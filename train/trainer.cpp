@@ -50,8 +50,11 @@ std::string join_ints(const std::vector<int64_t>& v) {
 void check_options(const TrainOptions& o) {
   HYDRA_CHECK(!o.model_dir.empty(), "train: no model directory given");
   HYDRA_CHECK(!o.out_dir.empty(), "train: --out is required");
-  HYDRA_CHECK(o.data.empty() != o.sft.empty(), o.data.empty() ? "train: give --data (next-token) or --sft (supervised fine-tuning)"
-                                                               : "train: --data and --sft cannot be combined");
+  // --head-data alone is enough when it names every trained head (setup_data checks that).
+  HYDRA_CHECK(!(o.data.empty() && o.sft.empty() && o.head_data.empty()),
+              "train: give --data (next-token) or --sft (supervised fine-tuning), or --head-data K=PATH for each "
+              "trained head");
+  HYDRA_CHECK(o.data.empty() || o.sft.empty(), "train: --data and --sft cannot be combined");
   HYDRA_CHECK(o.sft.empty() || !o.tokenizer.empty(), "train: --sft needs --tokenizer (the model's tokenizer.json)");
   HYDRA_CHECK(o.batch >= 1, "--batch must be >= 1, got ", o.batch);
   HYDRA_CHECK(o.seq >= 1, "--seq must be >= 1, got ", o.seq);
@@ -255,6 +258,8 @@ void Trainer::setup_data() {
   for (int64_t k : trained_heads_)
     if (!options_.head_data.count(k)) shared_heads.push_back(k);
   std::shared_ptr<const Dataset> main;
+  HYDRA_CHECK(shared_heads.empty() || !main_paths.empty(), "train: head(s) ", join_ints(shared_heads),
+              " have no data: give --data, or --head-data K=PATH for each trained head");
   if (!shared_heads.empty()) main = load(main_paths, stride, 0);
   const uint64_t seed = options_.seed;
   if (options_.shard_by_head) {
