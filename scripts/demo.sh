@@ -71,14 +71,16 @@ if [[ $quick -eq 0 ]]; then
   pre_steps=1200 pre_lr=3e-3 pre_warmup=50
   ft_steps=300 ft_lr=1e-3
   eval_every=300 eval_tokens=32768
+  final_eval_tokens=65536  # the whole held-out set (~55,000 tokens)
   sample_tokens=60
 else
   vocab=1024
   d_model=64 attention_heads=2 ffn=192 trunk_blocks=2 head_blocks=1
   batch=8 seq=64
-  pre_steps=150 pre_lr=5e-3 pre_warmup=15
-  ft_steps=30 ft_lr=2e-3
-  eval_every=75 eval_tokens=8192
+  pre_steps=300 pre_lr=5e-3 pre_warmup=20
+  ft_steps=60 ft_lr=2e-3
+  eval_every=150 eval_tokens=8192
+  final_eval_tokens=16384
   sample_tokens=24
 fi
 n_heads=3
@@ -201,7 +203,8 @@ run "$hydra" train "$out/pretrain" --train-heads 0,1,2 --head-data "0=$out/data/
 
 # ---- 5: evaluation ----
 stage "evaluation on the held-out chapters: each head, the ensemble, and how often the heads disagree"
-run "$hydra" eval "$out/heads" --data "$out/data/val.bin" --batch "$batch" --seq "$seq" | tee "$out/eval.txt"
+run "$hydra" eval "$out/heads" --data "$out/data/val.bin" --batch "$batch" --seq "$seq" --eval-tokens "$final_eval_tokens" |
+  tee "$out/eval.txt"
 # Which head knows which part: every head on each part's held-out chapters, before and after fine-tuning.
 for k in 0 1 2; do
   for model in pretrain heads; do

@@ -19,7 +19,8 @@ PACKAGES=(
   libeigen3-dev               # Eigen
   doctest-dev                 # the unit tests
   libzstd-dev                 # compressed token data and checkpoints
-  zstd                        # the zstd tool: the CLI tests make .zst files with it
+  zstd                        # the zstd tool: the CLI tests make .zst files with it; the demo unpacks its corpus
+  gnuplot-nox                 # hydra train draws loss.svg with it (the demo's loss curves)
   nlohmann-json3-dev          # configs, checkpoint metadata
   libcli11-dev                # the hydra command line
   libpcre2-dev                # Unicode regex for the tokenizer
