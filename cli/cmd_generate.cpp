@@ -303,6 +303,7 @@ Command add_generate_command(CLI::App& hydra) {
               std::printf("%s\n", dump(s).c_str());
             } else {
               std::printf("\n");
+              std::fflush(stdout);  // the text's end before the summary, also when both go to one file
               std::fprintf(stderr, "generate: prompt %lld tokens (prefill %.1f tokens/s), %lld new tokens in %.3f s (%.1f tokens/s)",
                            static_cast<long long>(r.prompt_tokens), per_second(r.prefill_tokens, r.prefill_seconds),
                            static_cast<long long>(generated), r.decode_seconds, per_second(generated, r.decode_seconds));
