@@ -61,6 +61,15 @@ check "on sums, LoRA's head 0 beats the full head 0 ($(loss lora plus 0) < $(los
   less "$(loss lora plus 0)" "$(loss heads plus 0)"
 check "on products, LoRA's head 1 beats head 2 ($(loss lora times 1) < $(loss lora times 2))" -- \
   less "$(loss lora times 1)" "$(loss lora times 2)"
+combined() { grep -A8 "^eval $1 on data/$2-val.bin" "$dir/out.txt" | grep "^  $3" | awk '{ print $(NF - 2) }'; }
+for data in plus times; do
+  heads=$(for k in 0 1 2; do loss heads $data $k; done | sort -n | tr '\n' ' ')
+  ensemble=$(combined heads $data ensemble) poe=$(combined heads $data product)
+  check "$data: the ensemble ($ensemble) lies between the best and the worst head ($heads)" -- \
+    less "${heads%% *}" "$ensemble"
+  check "$data: the ensemble is below the worst head" -- less "$ensemble" "$(awk '{ print $3 }' <<<"$heads")"
+  check "$data: the product of experts ($poe) pays more than any head" -- less "$(awk '{ print $3 }' <<<"$heads")" "$poe"
+done
 disagreement() { grep -A8 "^eval $1 on data/$2-val.bin" "$dir/out.txt" | grep "^  disagreement:" | awk '{ print $2 }'; }
 for data in plus times; do
   check "$data: the heads disagree more after specialising ($(disagreement base $data) < $(disagreement heads $data))" -- \
