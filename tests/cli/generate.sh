@@ -12,11 +12,6 @@ tiny="$(cd "$(dirname "$0")/../fixtures/tokenizer" && pwd)/tiny.tokenizer.json"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 # bad PATTERN args...: exit 2 and exactly one line, "hydra: error: ..." matching PATTERN.
 bad() {
   local pattern=$1 out rc
