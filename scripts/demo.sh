@@ -62,7 +62,7 @@ if [[ -z "$out" ]]; then
 fi
 
 # ---- the two sizes ----
-# The full demo is tuned to write recognisable King James English in about 6-7 minutes on 2 idle cores;
+# The full demo is tuned to write recognisable King James English in under 6 minutes on 2 idle cores;
 # the quick one only has to show every step working (its loss falls well below a uniform guess).
 if [[ $quick -eq 0 ]]; then
   vocab=2048             # BPE ids: the corpus has ~14,000 distinct words; 2048 ids give ~3.6 bytes a token

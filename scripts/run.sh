@@ -6,7 +6,7 @@
 # The demo (scripts/demo.sh, which says what each step does) trains a small Hydra from scratch on the
 # King James Bible, fine-tunes each of its three heads on its own part of the book with the trunk
 # frozen, evaluates the heads and their ensemble, and prints a sample from each head and from
-# speculative decoding: about 6-7 minutes on 2 cores (--quick: the same steps, smaller, well under 2
+# speculative decoding: under 6 minutes on 2 idle cores (--quick: the same steps, smaller, well under 2
 # minutes). It writes everything under runs/demo (runs/demo-quick), or DIR.
 set -euo pipefail
 
