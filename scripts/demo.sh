@@ -132,7 +132,7 @@ fi
 mkdir -p "$out/data"
 echo "made by scripts/demo.sh; removed by its next run" >"$out/.hydra-demo"
 threads=$("$hydra" version | sed -n 's/^threads: \([0-9]*\).*/\1/p')
-echo "Hydra demo$([[ $quick -eq 1 ]] && echo " (--quick)"): $hydra, $threads threads, seed $seed -> $out"
+echo "Hydra demo$([[ $quick -eq 1 ]] && echo " (--quick)"): $hydra, seed $seed, threads $threads (the results do not depend on it) -> $out"
 
 # ---- 1: the corpus ----
 stage "corpus: the King James Bible (public domain), split into train and held-out chapters, and into $n_heads parts"
@@ -249,7 +249,7 @@ echo "$prompt$(cat "$out/samples/speculative.txt")" | fold -s -w 96 | sed 's/^/ 
 echo "    ($((SECONDS - stage_started)) s)"
 echo
 uniform=$(awk -v v="$vocab" 'BEGIN { printf "%.4f", log(v) }')
-echo "==> summary ($((SECONDS - started)) s, $threads threads, seed $seed)"
+echo "==> summary ($((SECONDS - started)) s, threads $threads, seed $seed)"
 echo "    validation loss (uniform guess ln $vocab = $uniform):"
 for h in 0 1 2; do echo "      head $h      $(eval_loss "$out/eval.txt" "head $h")"; done
 echo "      ensemble    $(eval_loss "$out/eval.txt" "ensemble (mean logits)")"
