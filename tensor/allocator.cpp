@@ -78,6 +78,7 @@ void* allocate_bytes(size_t nbytes) {
       return p;
     }
     ++c.stats.cache_misses;
+    c.stats.peak_held_bytes = std::max(c.stats.peak_held_bytes, c.stats.in_use_bytes + c.stats.cached_bytes);
   }
   void* p = std::aligned_alloc(64, cls);
   if (p == nullptr) {
@@ -126,6 +127,7 @@ void reset_peak_in_use() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   c.stats.peak_in_use_bytes = c.stats.in_use_bytes;
+  c.stats.peak_held_bytes = c.stats.in_use_bytes + c.stats.cached_bytes;
 }
 
 void release_cached_memory() {

@@ -29,11 +29,13 @@ struct AllocatorStats {
   size_t cached_bytes = 0;       // held on free lists now
   size_t in_use_bytes = 0;       // handed out and not yet freed
   size_t peak_in_use_bytes = 0;  // the most in use at once since start or reset_peak_in_use()
+  size_t peak_held_bytes = 0;    // the most in use + cached at once (what the process holds for tensors)
   uint64_t cache_hits = 0;
   uint64_t cache_misses = 0;
 };
 AllocatorStats allocator_stats();
-// Starts a new peak: peak_in_use_bytes = in_use_bytes (to measure one phase of a program).
+// Starts new peaks from now: peak_in_use_bytes = in_use_bytes, peak_held_bytes = in use + cached (to
+// measure one phase of a program).
 void reset_peak_in_use();
 // Returns every cached block to the OS.
 void release_cached_memory();

@@ -1,7 +1,10 @@
 // The memory estimates (train/memory_estimate.h) held against the allocator's own count: on the tiny
 // and small presets, a forward pass, a full training step, head-only fine-tuning and LoRA fine-tuning
-// each peak within 15% of their estimate. The peak is the allocator's peak_in_use_bytes, reset before
-// each measured call; the training runs go through train::Trainer, as `hydra train` does.
+// each peak within 15% of their estimate (the promise docs/training.md makes). The peak is the
+// allocator's peak_in_use_bytes, reset before each measured call; the training steps go through
+// train::Trainer, as `hydra train` runs them. The slabs must match to the byte, and the activations,
+// which the estimator counts op by op, within 5%: what is left is the few small tensors malloc serves
+// outside the count, so a change to what an op keeps fails here until the estimator follows it.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -22,17 +25,37 @@ using hydra::test::TempDir;
 namespace {
 
 double in_use() { return static_cast<double>(allocator_stats().in_use_bytes); }
+double mib(double bytes) { return bytes / (1 << 20); }
 
-// How far in-use memory rises above its level before `run`, at its highest while `run` runs.
+// How far the allocator's count rises above its level before `run`, at its highest while `run` runs:
+// in use, and held (in use + cached, from an empty cache).
+struct Rise {
+  double in_use, held;
+};
+
 template <class F>
-double peak_rise(F&& run) {
+Rise peak_rise(F&& run) {
+  release_cached_memory();
   const double before = in_use();
   reset_peak_in_use();
   run();
-  return static_cast<double>(allocator_stats().peak_in_use_bytes) - before;
+  const AllocatorStats s = allocator_stats();
+  return {static_cast<double>(s.peak_in_use_bytes) - before, static_cast<double>(s.peak_held_bytes) - before};
 }
 
-double mib(double bytes) { return bytes / (1 << 20); }
+// The estimate against the measured peak. `slabs` is what the allocator counts for the slabs (each
+// rounded up to its size class), `estimated_slabs` their estimate (their size: the pages past it are
+// never touched). Checked: the total against the peak in use within 15%, its activations within 5%
+// (see the top), and the total against the allocator's whole footprint, cached blocks included and
+// the slabs at their size, within 15% too.
+void check_peak(const std::string& what, double slabs, double estimated_slabs, double activations, const Rise& r) {
+  const double estimated = estimated_slabs + activations, measured = slabs + r.in_use, held = estimated_slabs + r.held;
+  MESSAGE(what, ": estimate ", mib(estimated), " MiB (activations ", mib(activations), "); measured ", mib(measured),
+          " MiB in use (activations ", mib(r.in_use), "), ", mib(held), " MiB held with the cache");
+  CHECK(std::abs(estimated - measured) <= 0.15 * measured);
+  CHECK(std::abs(activations - r.in_use) <= 0.05 * r.in_use);
+  CHECK(std::abs(estimated - held) <= 0.15 * held);
+}
 
 // A preset's model, its directory and a token file of random ids, in a temp dir. The weights are zeros:
 // memory does not depend on them, and zeros are quicker to make than OLMo-core's initialisation.
@@ -41,8 +64,11 @@ struct World {
   std::string model_dir, data;
   HydraTransformerConfig config;
   std::unique_ptr<HydraTransformer> model;
+  double weights = 0;  // what the allocator counts for the model's slab
   explicit World(const std::string& preset) : config(HydraTransformerConfig::preset(preset)) {
+    const double before = in_use();
     model = config.build("empty");
+    weights = in_use() - before;
     for (auto& [name, t] : model->named_parameters()) nn::init_zeros_(*t);
     model_dir = dir.file("model");
     save_model_dir(model_dir, *model);
@@ -67,16 +93,12 @@ void check_step(const std::string& what, TrainOptions o, const std::string& out)
   Trainer trainer(o);
   const double slabs = in_use() - before;
   const MemoryEstimate e = trainer.memory_estimate();
-  const double peak = peak_rise([&] { trainer.step(); });
+  const Rise rise = peak_rise([&] { trainer.step(); });
   // The slabs, exactly: one gradient slab, AdamW's two moments, the adapters' own slab.
   const double adapters = e.weights - static_cast<double>(trainer.model().config().slab_bytes());
   auto rounded = [](double bytes) { return bytes > 0 ? static_cast<double>(allocation_bytes(static_cast<size_t>(bytes))) : 0.0; };
   CHECK(slabs == 3 * rounded(e.gradients) + rounded(adapters));
-  const double estimated = e.gradients + e.optimizer + adapters + e.activations, measured = slabs + peak;
-  MESSAGE(what, ": estimate ", mib(estimated), " MiB (activations ", mib(e.activations), "), measured ",
-          mib(measured), " MiB (activations ", mib(peak), ")");
-  CHECK(std::abs(estimated - measured) <= 0.15 * measured);
-  CHECK(std::abs(e.activations - peak) <= 0.15 * peak);
+  check_peak(what, slabs, e.gradients + e.optimizer + adapters, e.activations, rise);
 }
 
 void check_preset(const std::string& preset, int64_t batch, int64_t seq) {
@@ -84,16 +106,11 @@ void check_preset(const std::string& preset, int64_t batch, int64_t seq) {
   const HydraTransformerConfig& c = w.config;
   {
     // The built model: its weights are in the allocator's count too.
-    const double weights = static_cast<double>(allocation_bytes(static_cast<size_t>(c.slab_bytes())));
-    HydraTransformer* model = w.model.get();
     Tensor ids = zeros({batch, seq}, DType::Int64);
     const MemoryEstimate e = estimate_forward(c, batch, seq);
+    CHECK(w.weights == static_cast<double>(allocation_bytes(static_cast<size_t>(e.weights))));
     NoGradGuard no_grad;
-    const double peak = peak_rise([&] { model->forward(ids); });
-    MESSAGE(preset, " forward: estimate ", mib(e.total()), " MiB (activations ", mib(e.activations), "), measured ",
-            mib(weights + peak), " MiB (activations ", mib(peak), ")");
-    CHECK(std::abs(e.total() - (weights + peak)) <= 0.15 * (weights + peak));
-    CHECK(std::abs(e.activations - peak) <= 0.15 * peak);
+    check_peak(preset + " forward", w.weights, e.weights, e.activations, peak_rise([&] { w.model->forward(ids); }));
   }
   TrainOptions o;
   o.model_dir = w.model_dir;
