@@ -46,9 +46,9 @@ void print_estimate_row(const std::string& what, const train::MemoryEstimate& e)
   std::cout << "\n";
 }
 
-// The memory table: a forward pass, then training steps as `hydra train` would set them up — every
-// parameter, the --train-heads alone, LoRA adapters on them — each estimated on a meta model whose
-// parameters train as the trainer would make them (train/memory_estimate.h).
+// The memory table: a forward pass, an evaluation, then training steps as `hydra train` would set them
+// up (every parameter, the --train-heads alone, LoRA adapters on them), each estimated on a meta model
+// whose parameters train as the trainer would make them (train/memory_estimate.h).
 void print_memory_estimates(const HydraTransformerConfig& config, const InfoOptions& opt) {
   const std::vector<int64_t> heads = parse_int_list(opt.train_heads, "--train-heads");
   for (size_t i = 0; i < heads.size(); ++i) {
@@ -76,6 +76,7 @@ void print_memory_estimates(const HydraTransformerConfig& config, const InfoOpti
             << "  " << std::setw(34) << "" << std::setw(13) << "weights" << std::setw(13) << "gradients"
             << std::setw(13) << "optimizer" << std::setw(13) << "activations" << std::setw(13) << "total" << "\n";
   print_estimate_row("forward (no grad, every head)", train::estimate_forward(config, opt.batch, opt.seq));
+  print_estimate_row("evaluation (hydra eval)", train::estimate_evaluation(config, opt.batch, opt.seq));
   {
     auto model = config.build("meta");
     for (int64_t k = 0; k < config.n_heads; ++k) shape.heads.push_back(k);

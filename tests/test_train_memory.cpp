@@ -1,6 +1,6 @@
 // The memory estimates (train/memory_estimate.h) held against the allocator's own count: on the tiny
-// and small presets, a forward pass, a full training step, head-only fine-tuning and LoRA fine-tuning
-// each peak within 15% of their estimate (the promise docs/training.md makes). The peak is the
+// and small presets, a forward pass, an evaluation, a full training step, head-only fine-tuning and
+// LoRA fine-tuning each peak within 15% of their estimate (the promise docs/training.md makes). The peak is the
 // allocator's peak_in_use_bytes, reset before each measured call; the training steps go through
 // train::Trainer, as `hydra train` runs them. The slabs must match to the byte, and the activations,
 // which the estimator counts op by op, within 5%: what is left is the few small tensors malloc serves
@@ -111,6 +111,22 @@ void check_preset(const std::string& preset, int64_t batch, int64_t seq) {
     CHECK(w.weights == static_cast<double>(allocation_bytes(static_cast<size_t>(e.weights))));
     NoGradGuard no_grad;
     check_peak(preset + " forward", w.weights, e.weights, e.activations, peak_rise([&] { w.model->forward(ids); }));
+  }
+  {
+    // train::evaluate on one batch, as `hydra eval` and the trainer run it.
+    io::TokenFileOptions token_options;
+    token_options.vocab_size = c.base_config.vocab_size;
+    std::vector<io::TokenFile> files;
+    files.push_back(io::open_token_file(w.data, token_options));
+    const TokenWindows data(std::move(files), seq, seq + 1);
+    EvalOptions eo;
+    eo.batch_size = batch;
+    eo.max_batches = 1;
+    std::vector<int64_t> heads;
+    for (int64_t k = 0; k < c.n_heads; ++k) heads.push_back(k);
+    const MemoryEstimate e = estimate_evaluation(c, batch, seq);
+    check_peak(preset + " evaluation", w.weights, e.weights, e.activations,
+               peak_rise([&] { evaluate(*w.model, data, heads, eo); }));
   }
   TrainOptions o;
   o.model_dir = w.model_dir;

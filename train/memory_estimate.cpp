@@ -188,6 +188,22 @@ MemoryEstimate estimate_forward(const HydraTransformerConfig& config, int64_t ba
   return e;
 }
 
+MemoryEstimate estimate_evaluation(const HydraTransformerConfig& config, int64_t batch, int64_t seq) {
+  MemoryEstimate e = estimate_forward(config, batch, seq);
+  const Dims d = dims_of(config.base_config, batch, seq);
+  const double N = static_cast<double>(config.n_heads), logits = act(d, d.V);
+  const double after = std::max({
+      // mean over the heads (dim 0) permutes the logits to (B, T, V, N) in a dense copy first
+      2 * N * logits + logits,
+      // product_of_experts beside the mean: its running total, a head's scaled logits, their
+      // log-softmax and its weighted copy
+      N * logits + logits + 4 * logits,
+  });
+  const int64_t layers = config.trunk_layers + config.n_heads * config.head_layers;
+  e.activations = std::max(e.activations, rope_tables(config.base_config, seq, layers) + 2 * alloc(d.n, 8) + after);
+  return e;
+}
+
 MemoryEstimate estimate_training_step(const HydraTransformer& model, const TrainingShape& shape) {
   const HydraTransformerConfig& config = model.config();
   const Dims d = dims_of(config.base_config, shape.batch, shape.seq);

@@ -20,8 +20,8 @@
 //
 // Works on a meta model (no parameter memory), so `hydra info` estimates olmo2-7b on any machine.
 // Not counted: the program itself, BLAS and thread buffers, malloc's small blocks, the data files
-// (memory-mapped; bench/README.md measures what the process holds beyond the estimate), and
-// evaluation, which runs a forward pass at the evaluation batch size.
+// (memory-mapped), and the blocks the allocator caches beyond those in use (bench/README.md measures
+// what the process holds beyond the estimate).
 #pragma once
 
 #include <cstdint>
@@ -43,6 +43,10 @@ struct MemoryEstimate {
 
 // HydraTransformer::forward of every head without a graph: logits (N, B, T, V).
 MemoryEstimate estimate_forward(const HydraTransformerConfig& config, int64_t batch, int64_t seq);
+
+// train::evaluate on one batch of every head: the forward above, then beside the (N, B, T, V) logits
+// the ensemble's mean (reducing over the heads copies the logits first) and the product of experts.
+MemoryEstimate estimate_evaluation(const HydraTransformerConfig& config, int64_t batch, int64_t seq);
 
 // The shape of a training step as Trainer::step runs it.
 struct TrainingShape {

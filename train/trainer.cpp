@@ -610,6 +610,15 @@ std::vector<std::string> Trainer::describe() const {
      << " + gradients " << human_bytes(m.gradients) << " + " << optimizer_kind_name(options_.optimizer.kind)
      << " state " << human_bytes(m.optimizer) << " + activations " << human_bytes(m.activations);
   lines.push_back(os.str());
+  if (eval_data_ && !options_.judge) {
+    // Evaluation runs with the slabs still allocated: a forward of every head at the evaluation batch.
+    const int64_t eval_batch = options_.eval_batch > 0 ? options_.eval_batch : options_.batch;
+    const MemoryEstimate ev = estimate_evaluation(model_->config(), eval_batch, options_.seq);
+    os.str("");
+    os << "memory estimate while evaluating: " << human_bytes(m.total() - m.activations + ev.activations)
+       << " (activations " << human_bytes(ev.activations) << ": every head's logits at batch " << eval_batch << ")";
+    lines.push_back(os.str());
+  }
   return lines;
 }
 
