@@ -144,4 +144,13 @@ void check_preset(const std::string& preset, int64_t batch, int64_t seq) {
 
 TEST_CASE("memory estimates hold on the tiny preset") { check_preset("tiny", 4, 64); }
 
-TEST_CASE("memory estimates hold on the small preset") { check_preset("small", 2, 64); }
+// NOTE: skipped in the sanitizer tree. The counts are the allocator's own and depend only on shapes, so
+// an instrumented build measures nothing the Release run does not; there the small preset's 290 MiB of
+// weights, written and read back, and three trainers' slabs took about 25 s (tiny: 5 s, kept).
+#ifdef HYDRA_SANITIZE
+constexpr bool kSkipSmall = true;
+#else
+constexpr bool kSkipSmall = false;
+#endif
+
+TEST_CASE("memory estimates hold on the small preset" * doctest::skip(kSkipSmall)) { check_preset("small", 2, 64); }

@@ -193,8 +193,9 @@ MemoryEstimate estimate_evaluation(const HydraTransformerConfig& config, int64_t
   const Dims d = dims_of(config.base_config, batch, seq);
   const double N = static_cast<double>(config.n_heads), logits = act(d, d.V);
   const double after = std::max({
-      // mean over the heads (dim 0) permutes the logits to (B, T, V, N) in a dense copy first
-      2 * N * logits + logits,
+      // the mean over the heads, summed through a float64 partial of its size (malloc'd, outside the
+      // allocator's count, but memory all the same)
+      N * logits + logits + 2 * logits,
       // product_of_experts beside the mean: its running total, a head's scaled logits, their
       // log-softmax and its weighted copy
       N * logits + logits + 4 * logits,

@@ -45,7 +45,7 @@ struct MemoryEstimate {
 MemoryEstimate estimate_forward(const HydraTransformerConfig& config, int64_t batch, int64_t seq);
 
 // train::evaluate on one batch of every head: the forward above, then beside the (N, B, T, V) logits
-// the ensemble's mean (reducing over the heads copies the logits first) and the product of experts.
+// the ensemble's mean and the product of experts.
 MemoryEstimate estimate_evaluation(const HydraTransformerConfig& config, int64_t batch, int64_t seq);
 
 // The shape of a training step as Trainer::step runs it.
