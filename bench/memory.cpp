@@ -54,7 +54,8 @@ MemoryEstimate run_case(const std::string& model_dir, const std::string& tokens,
     evaluate(*model, data, heads, eo);
     return estimate_evaluation(c, batch, seq);
   }
-  const std::filesystem::path out = std::filesystem::temp_directory_path() / ("bench-memory-" + std::to_string(::getpid()));
+  const std::filesystem::path out =
+      std::filesystem::temp_directory_path() / ("bench-memory-" + std::to_string(::getpid()));
   TrainOptions o;
   o.model_dir = model_dir;
   o.data = {tokens};
@@ -80,7 +81,8 @@ MemoryEstimate run_case(const std::string& model_dir, const std::string& tokens,
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: bench_memory MODEL_DIR TOKENS.bin forward|eval|train|heads|lora [--batch 8] [--seq 256]\n");
+    std::fprintf(stderr,
+                 "usage: bench_memory MODEL_DIR TOKENS.bin forward|eval|train|heads|lora [--batch 8] [--seq 256]\n");
     return 2;
   }
   const std::string model_dir = argv[1], tokens = argv[2], what = argv[3];

@@ -1,7 +1,7 @@
-// `hydra info DIR_or_PRESET`: the config, parameter counts per part, and the memory a forward pass, a
-// full training step, a head-only fine-tuning step and a LoRA step need at their peak (estimates from
-// shapes alone, train/memory_estimate.h: works for olmo2-7b through meta builds). A model directory with LoRA adapters also shows them (validated
-// against the model, as loading would).
+// `hydra info DIR_or_PRESET`: the config, parameter counts per part, and the memory a forward pass, an
+// evaluation, a full training step, a head-only fine-tuning step and a LoRA step need at their peak
+// (estimates from shapes alone, train/memory_estimate.h: works for olmo2-7b through meta builds). A
+// model directory with LoRA adapters also shows them (validated against the model, as loading would).
 #include <algorithm>
 #include <filesystem>
 #include <iomanip>

@@ -96,7 +96,9 @@ void check_step(const std::string& what, TrainOptions o, const std::string& out)
   const Rise rise = peak_rise([&] { trainer.step(); });
   // The slabs, exactly: one gradient slab, AdamW's two moments, the adapters' own slab.
   const double adapters = e.weights - static_cast<double>(trainer.model().config().slab_bytes());
-  auto rounded = [](double bytes) { return bytes > 0 ? static_cast<double>(allocation_bytes(static_cast<size_t>(bytes))) : 0.0; };
+  auto rounded = [](double bytes) {
+    return bytes > 0 ? static_cast<double>(allocation_bytes(static_cast<size_t>(bytes))) : 0.0;
+  };
   CHECK(slabs == 3 * rounded(e.gradients) + rounded(adapters));
   check_peak(what, slabs, e.gradients + e.optimizer + adapters, e.activations, rise);
 }

@@ -231,9 +231,10 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
   e.gradients = 4 * trainable;
   e.optimizer = (shape.optimizer == OptimizerKind::AdamW ? 2 : 1) * e.gradients;
 
-  // Every micro-batch of the step is read first: inputs and targets, int64.
-  const double batches =
-      static_cast<double>(shape.grad_accum * shape.data_groups) * 2 * alloc(d.n, 8);
+  // Every micro-batch of the step is read first: inputs and targets, int64. (The judge reads one at a
+  // time, each with the answer head's hidden states, which it adds to the trunk's output.)
+  const double batches = shape.judge ? 2 * alloc(d.n, 8) + 2 * act(d, d.C)
+                                     : static_cast<double>(shape.grad_accum * shape.data_groups) * 2 * alloc(d.n, 8);
   const double x = act(d, d.C);
   const nn::LMHead& lm = model.lm_head;
   std::vector<double> peaks;
@@ -251,7 +252,7 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
     // The trunk's backward after the heads': the heads' gradient for h, then one block's backward.
     bool blocks_train = false;
     for (const auto& b : model.trunk.blocks)
-      for (const auto& [name, p] : std::as_const(*b).named_parameters()) blocks_train = blocks_train || p->requires_grad();
+      for (const auto& [name, p] : std::as_const(*b).named_parameters()) blocks_train = blocks_train || trains(*p);
     peaks.push_back(trunk_kept + x + block_backward_extra(d, blocks_train));
     // The embedding's backward: a (V, C) gradient of zeros scattered into, then added to the slab.
     if (embedding_records) peaks.push_back(x + alloc(static_cast<double>(d.V) * d.C));
@@ -284,7 +285,9 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
     peaks.push_back(kept + logits + dx + std::max(logits + dw, 2 * dw));
     // The head's last block's backward: the step still holds the logits.
     bool head_trains = false;
-    for (const auto& [name, p] : head.named_parameters()) head_trains = head_trains || p->requires_grad();
+    for (const auto& [name, p] : head.named_parameters()) head_trains = head_trains || trains(*p);
+    // (The judge picks each row's last position with index_select, whose backward scatters into zeros
+    // of the head's whole output.)
     peaks.push_back(kept + logits + (shape.judge ? x : 0) + block_backward_extra(d, head_trains));
   }
   const int64_t layers = config.trunk_layers + static_cast<int64_t>(shape.heads.size()) * config.head_layers;

@@ -54,7 +54,9 @@ struct TrainingShape {
   int64_t data_groups = 1;     // data streams per micro-batch (shared data: 1; per-head data or shards: more)
   std::vector<int64_t> heads;  // the heads that run: the trained ones
   OptimizerKind optimizer = OptimizerKind::AdamW;
-  bool judge = false;          // the uncertainty objective: logits at each row's last position only
+  // The uncertainty objective (train/judge.h): logits at each row's last position only. Not measured by
+  // the tests; like SFT, rows are counted at `seq`, the most a padded batch can hold.
+  bool judge = false;
 };
 
 // One training step of `model` (real or meta), whose parameters' requires_grad and LoRA adapters are
