@@ -10,6 +10,5 @@
 #include "autograd/ops_reduce.h"
 #include "autograd/ops_softmax.h"
 #include "autograd/ops_view.h"
-#include "nn/cross_entropy.h"  // the loss, a fused layer like RMSNorm: hydra::cross_entropy
 #include "tensor/random.h"
 #include "tensor/tensor.h"

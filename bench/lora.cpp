@@ -14,6 +14,7 @@
 #include "autograd/ops.h"
 #include "bench/timing.h"
 #include "hydra/lora.h"
+#include "nn/cross_entropy.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;

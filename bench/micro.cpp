@@ -17,6 +17,7 @@
 
 #include "autograd/ops.h"
 #include "bench/timing.h"
+#include "nn/cross_entropy.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;

@@ -74,11 +74,7 @@ Command add_eval_command(CLI::App& hydra) {
               HYDRA_CHECK(!opt->sft.empty(), "eval --objective uncertainty reads prompt/answer rows: give --sft");
               HYDRA_CHECK(opt->judge.judge_head >= 0 && opt->judge.answer_head >= 0,
                           "eval --objective uncertainty needs --judge-head U and --answer-head A");
-              const size_t comma = opt->judge_tokens.find(',');
-              HYDRA_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < opt->judge_tokens.size(),
-                          "--judge-tokens: expected RIGHT,WRONG (e.g. A,B), got '", opt->judge_tokens, "'");
-              opt->judge.token_a = opt->judge_tokens.substr(0, comma);
-              opt->judge.token_b = opt->judge_tokens.substr(comma + 1);
+              opt->judge.parse_tokens(opt->judge_tokens);
               opt->judge.validate(config.n_heads);
               const io::Tokenizer tokenizer = io::Tokenizer::load(opt->tokenizer);
               const auto [id_a, id_b] = train::judge_token_ids(tokenizer, opt->judge, V);

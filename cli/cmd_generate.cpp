@@ -3,6 +3,7 @@
 //   hydra generate runs/tiny --prompt "In the beginning" --tokenizer tokenizer.json --max-new-tokens 64
 //   hydra generate runs/tiny --tokens 1,2,3 --combine poe --heads 0,2 --temperature 0
 //   hydra generate runs/tiny --prompt "..." --tokenizer t.json --combine speculative --gamma 4 --json
+//   hydra generate runs/judge --prompt "7+5=" --tokenizer t.json --combine head:0 --temperature 0 --judge-head 3
 //
 // Without --json the generated text (not the prompt) streams to stdout as it is made, then a newline,
 // and the summary (prefill and decode tokens/s, the acceptance rate of speculative decoding) goes to
@@ -12,10 +13,18 @@
 //    both false for the token drawn after a rejection), "rejected_draft" (then: the proposal it replaced)]}
 //   {"type": "summary", "text", "ids", "stop_reason", "prompt_tokens", "generated_tokens", "heads",
 //    "prefill_tokens", "prefill_seconds", "prefill_tokens_per_s", "decode_seconds", "decode_tokens_per_s",
-//    speculative: "draft_head", "verifier_heads", "gamma", "drafted", "accepted", "acceptance_rate"}
+//    speculative: "draft_head", "verifier_heads", "gamma", "drafted", "accepted", "acceptance_rate",
+//    --judge-head: "judge_head", "answer_head", "judge_score"}
 // head_argmax lists the heads of "heads" in order. --stop TEXT (repeatable) ends generation when the
 // text appears; the text is cut before it. --stop-at-eos ends it at the tokenizer's <|endoftext|>,
 // which is not printed. Ids >= the tokenizer's size (a padded vocabulary) are never generated.
+//
+// --judge-head U scores the generated text with an uncertainty head (train/judge.h, trained by `hydra
+// train --objective uncertainty`): train::judge_answer, the library's one computation of the score, on
+// the prompt's text and the generated text, reading head A's hidden state at the prompt's last position
+// (--answer-head A; with --combine head:K, A defaults to K). To score what the judge was trained on, use
+// --combine head:A --temperature 0 and --max-new-tokens equal to training's --max-answer-tokens. Without
+// --heads, the judge head takes no part in generating.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -26,6 +35,8 @@
 #include "hydra/generate.h"
 #include "hydra/model_dir.h"
 #include "io/tokenizer.h"
+#include "io/utf8.h"
+#include "train/judge.h"
 
 namespace hydra::cli {
 
@@ -93,6 +104,9 @@ Command add_generate_command(CLI::App& hydra) {
     GenerateOptions g;
     int64_t draft_head = -1;
     bool stop_at_eos = false, json = false;
+    train::JudgeOptions judge;
+    std::string judge_tokens = "A,B";
+    std::vector<CLI::Option*> judge_only;  // options that mean nothing without --judge-head
   };
   auto opt = std::make_shared<Options>();
   GenerateOptions& g = opt->g;
@@ -121,6 +135,16 @@ Command add_generate_command(CLI::App& hydra) {
   app->add_flag("--stop-at-eos", opt->stop_at_eos, "Stop at the tokenizer's <|endoftext|>");
   app->add_option("--stop", opt->stops, "Stop when this text appears (repeatable; needs --tokenizer)");
   app->add_flag("--json", opt->json, "One JSON object per token on stdout, then a summary");
+  app->add_option("--judge-head", opt->judge.judge_head,
+                  "Score the generated text with this uncertainty head (needs --tokenizer)")
+      ->check(integer_in_range(0, 1 << 20));
+  opt->judge_only = {
+      app->add_option("--answer-head", opt->judge.answer_head,
+                      "--judge-head: the head whose hidden state the judge reads (default: K of --combine head:K)")
+          ->check(integer_in_range(0, 1 << 20)),
+      app->add_option("--judge-tokens", opt->judge_tokens, "--judge-head: the 'right' and 'wrong' tokens (default A,B)"),
+      app->add_option("--judge-template", opt->judge.judge_template,
+                      "--judge-head: the judge's text, with {prompt} and {answer} (default: training's)")};
   return {app, [opt] {
             GenerateOptions& g = opt->g;
             HYDRA_CHECK(!opt->prompt.empty() || !opt->tokens.empty(),
@@ -131,6 +155,17 @@ Command add_generate_command(CLI::App& hydra) {
                         "generate: --stop-at-eos needs --tokenizer (its ", kEndOfText, " token)");
             for (const std::string& s : opt->stops) HYDRA_CHECK(!s.empty(), "--stop: the text is empty");
             g.mode = parse_generate_mode(opt->combine, &g.head);
+            train::JudgeOptions& judge = opt->judge;
+            const bool judging = judge.judge_head >= 0;
+            for (const CLI::Option* o : opt->judge_only)
+              HYDRA_CHECK(judging || o->count() == 0, "generate: ", o->get_name(), " needs --judge-head");
+            HYDRA_CHECK(!judging || !opt->tokenizer.empty(),
+                        "generate: --judge-head needs --tokenizer (the judge reads the prompt and the answer as text)");
+            if (judging && judge.answer_head < 0) {
+              HYDRA_CHECK(g.mode == GenerateMode::Head, "generate --judge-head: give --answer-head A, the head whose "
+                          "hidden state the judge reads (it defaults to K only with --combine head:K)");
+              judge.answer_head = g.head;
+            }
             if (!opt->heads.empty()) g.heads = parse_int_list(opt->heads, "--heads");
             if (opt->draft_head >= 0) g.draft_head = opt->draft_head;
             if (!opt->beta.empty()) {
@@ -156,6 +191,13 @@ Command add_generate_command(CLI::App& hydra) {
             // Everything is read and checked before the weights are loaded.
             const HydraTransformerConfig config = load_model_config(opt->model);
             const int64_t V = config.base_config.vocab_size;
+            if (judging) {
+              // The judge head was trained to say A or B, not to continue text: it generates only when
+              // --heads names it.
+              if (g.heads.empty() && g.mode != GenerateMode::Head)
+                for (int64_t k = 0; k < config.n_heads; ++k)
+                  if (k != judge.judge_head) g.heads.push_back(k);
+            }
             std::optional<io::Tokenizer> tokenizer;
             if (!opt->tokenizer.empty()) {
               tokenizer.emplace(io::Tokenizer::load(opt->tokenizer));
@@ -182,6 +224,11 @@ Command add_generate_command(CLI::App& hydra) {
                 prompt_ids.push_back(id);
             }
             check_generate_options(g, config, static_cast<int64_t>(prompt_ids.size()));
+            if (judging) {
+              judge.validate(config.n_heads);
+              judge.parse_tokens(opt->judge_tokens);
+              train::judge_token_ids(*tokenizer, judge, V);  // each one token
+            }
             auto model = load_model_dir(opt->model);
 
             TextStream text(opt->stops, opt->json);
@@ -213,6 +260,15 @@ Command add_generate_command(CLI::App& hydra) {
             };
             const GenerateResult r = generate(*model, prompt_ids, g, on_token);
             text.finish();
+            double judge_score = 0;
+            if (judging) {
+              // The prompt as text: as given, or the --tokens ids decoded.
+              const std::string prompt_text =
+                  opt->tokens.empty()
+                      ? opt->prompt
+                      : io::utf8_replace_invalid(tokenizer->decode(std::vector<uint32_t>(prompt_ids.begin(), prompt_ids.end())));
+              judge_score = train::judge_answer(*model, *tokenizer, judge, prompt_text, text.text(), "generate --judge-head");
+            }
 
             const std::string reason = r.stop_reason == "stop_id" ? "eos" : r.stop_reason == "callback" ? "stop" : r.stop_reason;
             const int64_t generated = static_cast<int64_t>(r.ids.size());
@@ -239,9 +295,15 @@ Command add_generate_command(CLI::App& hydra) {
                 s["accepted"] = r.accepted;
                 s["acceptance_rate"] = r.acceptance_rate();
               }
+              if (judging) {
+                s["judge_head"] = judge.judge_head;
+                s["answer_head"] = judge.answer_head;
+                s["judge_score"] = judge_score;
+              }
               std::printf("%s\n", dump(s).c_str());
             } else {
               std::printf("\n");
+              std::fflush(stdout);  // the text's end before the summary, also when both go to one file
               std::fprintf(stderr, "generate: prompt %lld tokens (prefill %.1f tokens/s), %lld new tokens in %.3f s (%.1f tokens/s)",
                            static_cast<long long>(r.prompt_tokens), per_second(r.prefill_tokens, r.prefill_seconds),
                            static_cast<long long>(generated), r.decode_seconds, per_second(generated, r.decode_seconds));
@@ -249,6 +311,9 @@ Command add_generate_command(CLI::App& hydra) {
                 std::fprintf(stderr, "; draft head %lld, gamma %lld: acceptance rate %.3f (%lld of %lld proposals)",
                              static_cast<long long>(r.draft_head), static_cast<long long>(g.gamma), r.acceptance_rate(),
                              static_cast<long long>(r.accepted), static_cast<long long>(r.drafted));
+              if (judging)
+                std::fprintf(stderr, "; judge head %lld on head %lld: score %.4f", static_cast<long long>(judge.judge_head),
+                             static_cast<long long>(judge.answer_head), judge_score);
               std::fprintf(stderr, "; stop: %s\n", reason.c_str());
             }
             return 0;

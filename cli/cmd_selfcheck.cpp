@@ -24,6 +24,7 @@
 
 #include "autograd/ops.h"
 #include "cli/command.h"
+#include "nn/cross_entropy.h"
 #include "tensor/elementwise.h"
 #include "tensor/parallel.h"
 

@@ -2,6 +2,7 @@
 
 
 #include "autograd/ops.h"
+#include "nn/cross_entropy.h"
 
 namespace hydra {
 

@@ -35,7 +35,7 @@ Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int6
 namespace hydra {
 
 // The loss is also hydra::cross_entropy, beside the other differentiable ops (PyTorch's
-// torch.nn.functional.cross_entropy), and autograd/ops.h includes this header.
+// torch.nn.functional.cross_entropy).
 using nn::cross_entropy;
 using nn::kIgnoreIndex;
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "autograd/ops.h"
+#include "nn/cross_entropy.h"
 #include "support/threads.h"
 
 using namespace hydra;

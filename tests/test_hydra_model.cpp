@@ -13,6 +13,7 @@
 #include "hydra/hydra_transformer.h"
 #include "hydra/loss.h"
 #include "io/safetensors.h"
+#include "nn/cross_entropy.h"
 #include "support/fixtures.h"
 #include "support/op_harness.h"
 #include "tensor/allocator.h"

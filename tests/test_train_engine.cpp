@@ -10,6 +10,7 @@
 #include "autograd/ops.h"
 #include "hydra/loss.h"
 #include "io/tokenizer.h"
+#include "nn/cross_entropy.h"
 #include "nn/linear.h"
 #include "support/fixtures.h"
 #include "support/temp_dir.h"

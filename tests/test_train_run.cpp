@@ -14,6 +14,7 @@
 #include "hydra/model_dir.h"
 #include "io/tokenizer.h"
 #include "support/fixtures.h"
+#include "support/small_model.h"
 #include "support/temp_dir.h"
 #include "support/threads.h"
 #include "train/trainer.h"
@@ -26,22 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-HydraTransformerConfig small_config() {
-  HydraTransformerConfig c;
-  nn::TransformerConfig& b = c.base_config;
-  b.vocab_size = 64;
-  b.d_model = 32;
-  b.n_layers = 2;
-  b.n_heads = 4;
-  b.n_kv_heads = 2;
-  b.head_dim = 8;
-  b.hidden_size = 40;
-  b.rope_theta = 10000;
-  c.n_heads = 3;
-  c.trunk_layers = 1;
-  c.head_layers = 1;
-  return c;
-}
+HydraTransformerConfig small_config() { return hydra::test::small_hydra_config(64); }
 
 // A model directory, two token files (a noisy walk, learnable) and an SFT file in one temp dir.
 struct World {

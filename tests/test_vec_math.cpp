@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "autograd/ops.h"
+#include "nn/cross_entropy.h"
 #include "support/threads.h"
 #include "tensor/parallel.h"
 #include "tensor/vec_math.h"

@@ -19,8 +19,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "autograd/ops_loss.h"
 #include "io/token_data.h"
+#include "nn/cross_entropy.h"
 #include "tensor/tensor.h"
 
 namespace hydra::train {

@@ -1,3 +1,4 @@
+#include "nn/cross_entropy.h"
 #include "train/evaluate.h"
 
 #include <algorithm>

@@ -48,6 +48,30 @@ std::vector<int64_t> encode(const io::Tokenizer& tokenizer, const std::string& t
   return out;
 }
 
+// The prompt's ids, as pass 1 reads them (plain text: no special tokens).
+std::vector<int64_t> prompt_ids(const io::Tokenizer& tokenizer, const std::string& prompt, const std::string& where,
+                                int64_t vocab_size) {
+  std::vector<int64_t> ids = encode(tokenizer, prompt, where + " (prompt)", vocab_size);
+  HYDRA_CHECK(!ids.empty(), where, ": the prompt is empty");
+  return ids;
+}
+
+// Pass 1's forward: the answer head's logits (1, 1, 1, V) and hidden state (1, 1, 1, C) at the prompt's
+// last position, in one call.
+std::pair<Tensor, Tensor> answer_head_at_last(HydraTransformer& model, const std::vector<int64_t>& ids,
+                                              int64_t answer_head) {
+  const std::vector<int64_t> head{answer_head};
+  return model.residual_forward(from_vector(ids, {1, static_cast<int64_t>(ids.size())}), head, head,
+                                /*last_token_only=*/true);
+}
+
+// Pass 2's ids: the template filled with the prompt and the answer.
+std::vector<int64_t> judge_text_ids(const io::Tokenizer& tokenizer, const JudgeOptions& options,
+                                    const std::string& prompt, const std::string& answer, const std::string& where,
+                                    int64_t vocab_size) {
+  return encode(tokenizer, fill_template(options.judge_template, prompt, answer), where + " (judge text)", vocab_size);
+}
+
 }  // namespace
 
 void JudgeOptions::validate(int64_t n_heads) const {
@@ -63,6 +87,14 @@ void JudgeOptions::validate(int64_t n_heads) const {
   };
   HYDRA_CHECK(once("{prompt}") && once("{answer}") && judge_template.find("{prompt}") < judge_template.find("{answer}"),
               "--judge-template must hold {prompt} then {answer}, once each, got '", judge_template, "'");
+}
+
+void JudgeOptions::parse_tokens(const std::string& text) {
+  const size_t comma = text.find(',');
+  HYDRA_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < text.size(),
+              "--judge-tokens: expected RIGHT,WRONG (e.g. A,B), got '", text, "'");
+  token_a = text.substr(0, comma);
+  token_b = text.substr(comma + 1);
 }
 
 nlohmann::json JudgeOptions::to_json() const {
@@ -96,13 +128,11 @@ std::vector<JudgeExample> prepare_judge_examples(HydraTransformer& model, const 
   const std::vector<int64_t> head{options.answer_head};
   for (const PromptAnswer& row : read_prompt_answer_file(path)) {
     const std::string where = path + ":" + std::to_string(row.line);
-    std::vector<int64_t> ids = encode(tokenizer, row.prompt, where + " (prompt)", V);
-    HYDRA_CHECK(!ids.empty(), where, ": the prompt is empty");
+    std::vector<int64_t> ids = prompt_ids(tokenizer, row.prompt, where, V);
     JudgeExample ex;
     ex.line = row.line;
-    // Pass 1: A's hidden state at the last prompt position and its first answer token, in one call.
-    auto [logits, hidden] = model.residual_forward(from_vector(ids, {1, static_cast<int64_t>(ids.size())}), head, head,
-                                                   /*last_token_only=*/true);
+    // Pass 1: A's hidden state at the last prompt position and its first answer token.
+    auto [logits, hidden] = answer_head_at_last(model, ids, options.answer_head);
     ex.hidden = hidden.to_vector<float>();
     std::vector<uint32_t> answer{static_cast<uint32_t>(argmax_below(logits, vocab))};
     // Further tokens, greedily, until max_answer_tokens or the end-of-text token.
@@ -117,7 +147,7 @@ std::vector<JudgeExample> prepare_judge_examples(HydraTransformer& model, const 
     ex.answer = io::utf8_replace_invalid(tokenizer.decode(answer));
     ex.correct = trim(ex.answer) == trim(row.answer) ? 1.0f : 0.0f;
     // Pass 2's text.
-    ex.ids = encode(tokenizer, fill_template(options.judge_template, row.prompt, ex.answer), where + " (judge text)", V);
+    ex.ids = judge_text_ids(tokenizer, options, row.prompt, ex.answer, where, V);
     HYDRA_CHECK(static_cast<int64_t>(ex.ids.size()) <= seq, where, ": the judge's text is ", ex.ids.size(),
                 " tokens, more than --seq ", seq);
     out.push_back(std::move(ex));
@@ -177,6 +207,22 @@ Tensor judge_scores(HydraTransformer& model, const Batch& batch, int64_t judge_h
   Tensor logits = reshape(model.lm_head.forward(unsqueeze(at_last, 1)), {B, -1});  // shape: (B, V)
   Tensor pair = index_select(logits, 1, from_vector<int64_t>({id_a, id_b}, {2}));   // shape: (B, 2)
   return sigmoid(sub(select(pair, 1, 0), select(pair, 1, 1)));                      // shape: (B)
+}
+
+double judge_answer(HydraTransformer& model, const io::Tokenizer& tokenizer, const JudgeOptions& options,
+                    const std::string& prompt, const std::string& answer, const std::string& where) {
+  const int64_t V = model.config().base_config.vocab_size;
+  options.validate(model.config().n_heads);
+  const auto [id_a, id_b] = judge_token_ids(tokenizer, options, V);
+  NoGradGuard no_grad;
+  JudgeExample ex;
+  ex.hidden = answer_head_at_last(model, prompt_ids(tokenizer, prompt, where, V), options.answer_head)
+                  .second.to_vector<float>();
+  ex.answer = io::utf8_replace_invalid(answer);  // as pass 1 reads a decoded answer
+  ex.ids = judge_text_ids(tokenizer, options, prompt, ex.answer, where, V);
+  // A batch of one row through the same code as training and evaluation.
+  const JudgeDataset one({std::move(ex)}, where, model.config().base_config.d_model);
+  return judge_scores(model, one.make_batch({0}), options.judge_head, id_a, id_b).item<double>();
 }
 
 Tensor brier_share(const Tensor& scores, const Tensor& labels, double denominator) {

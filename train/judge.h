@@ -42,6 +42,8 @@ struct JudgeOptions {
   // Error naming the option: heads in [0, n_heads) and different, max_answer_tokens >= 1, the template
   // holds {prompt} and {answer} once each.
   void validate(int64_t n_heads) const;
+  // --judge-tokens RIGHT,WRONG into token_a and token_b (error naming the flag unless both are given).
+  void parse_tokens(const std::string& text);
   nlohmann::json to_json() const;
 };
 
@@ -81,6 +83,12 @@ class JudgeDataset : public Dataset {
 // The judge head's scores for a batch, (B) in (0, 1): differentiable through head U (and whatever of it
 // trains); the trunk runs without a graph (it is frozen under this objective).
 Tensor judge_scores(HydraTransformer& model, const Batch& batch, int64_t judge_head, int64_t id_a, int64_t id_b);
+// The judge head's score for `answer` to `prompt`, computed as training and evaluation compute it: pass
+// 1's hidden state of the answer head at the prompt's last position (the prompt encoded as plain text),
+// then pass 2 on the template, as a batch of one row. For an answer made some other way (`hydra generate
+// --judge-head`). Checks the options and the judge tokens first; `where` names the source in errors.
+double judge_answer(HydraTransformer& model, const io::Tokenizer& tokenizer, const JudgeOptions& options,
+                    const std::string& prompt, const std::string& answer, const std::string& where);
 // Σ_rows (score − label)² / denominator: a micro-batch's share of the step's mean Brier score.
 Tensor brier_share(const Tensor& scores, const Tensor& labels, double denominator);
 

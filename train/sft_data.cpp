@@ -1,3 +1,4 @@
+#include "nn/cross_entropy.h"
 #include "train/sft_data.h"
 
 #include <algorithm>

@@ -2,8 +2,8 @@
 # hydra generate and hydra train --sample-every through the real binary: a model trained a little on
 # digit text, greedy speculative decoding giving greedy product-of-experts' ids over the verifiers,
 # --json lines and the stdout/stderr split, --stop and --stop-at-eos, the same sampled ids at 1 and 2
-# threads; samples during training leave the run's bytes unchanged; every bad input exits 2 with one
-# message.
+# threads, --judge-head's score equal to hydra eval's for the same prompt and answer; samples during
+# training leave the run's bytes unchanged; every bad input exits 2 with one message.
 #
 #   bash tests/cli/generate.sh path/to/hydra      (CTest passes the built binary)
 set -uo pipefail
@@ -12,11 +12,6 @@ tiny="$(cd "$(dirname "$0")/../fixtures/tokenizer" && pwd)/tiny.tokenizer.json"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 # bad PATTERN args...: exit 2 and exactly one line, "hydra: error: ..." matching PATTERN.
 bad() {
   local pattern=$1 out rc
@@ -114,6 +109,34 @@ for combine in mean poe head:1 speculative; do
 done
 check "another seed, other ids" test "$(sample 1 4 mean)" != "$(sample 1 5 mean)"
 
+# ---- --judge-head: the uncertainty head's score of the generated answer ----
+# The score generate prints is the one hydra eval computes for the same prompt and answer: on a one-row
+# file whose answer is the generated one (so the answer head is right), the Brier score is (1 - score)².
+judge=(--prompt "11 12 13" --tokenizer "$tiny" --judge-head 2)
+"$hydra" generate "$model" "${judge[@]}" --combine head:0 --temperature 0 --max-new-tokens 2 --json >"$dir/judge.out" 2>&1
+summary=$(tail -1 "$dir/judge.out")
+score=$(grep -o '"judge_score":[-0-9.e]*' <<<"$summary" | cut -d: -f2)
+answer=$(grep -o '"text":"[0-9 ]*"' <<<"$summary" | sed 's/"text":"//; s/"$//')
+check "--judge-head --json: a score in (0, 1) ('$summary')" awk -v s="$score" 'BEGIN { exit !(s > 0 && s < 1) }'
+check "--judge-head --json: the heads in the summary" grep -q '"judge_head":2,"answer_head":0,' <<<"$summary"
+check "--judge-head: a 2-token answer ('$answer')" test -n "$answer"
+printf '{"prompt": "11 12 13", "answer": "%s"}\n' "$answer" >"$dir/one.jsonl"
+"$hydra" eval "$model" --objective uncertainty --sft "$dir/one.jsonl" --tokenizer "$tiny" --judge-head 2 --answer-head 0 \
+  --max-answer-tokens 2 --batch 1 --json --reliability-svg "$dir/one.svg" >"$dir/one.json" 2>&1
+brier=$(grep -o '"brier": [-0-9.e]*' "$dir/one.json" | cut -d' ' -f2)
+check "eval: the answer head is right on the generated answer" grep -q '"answer_head_accuracy": 1.0' "$dir/one.json"
+check "the printed score is eval's: (1 - $score)^2 = Brier $brier" \
+  awk -v s="$score" -v b="$brier" 'BEGIN { d = (1 - s) * (1 - s) - b; exit !(b != "" && d < 1e-12 && d > -1e-12) }'
+expect 0 "judge head 2 on head 0: score 0\.[0-9]\{4\}; stop: length" -- \
+  "$hydra" generate "$model" "${judge[@]}" --combine head:0 --temperature 0 --max-new-tokens 2
+check "text mode: the same score on stderr (4 decimals)" grep -q "score $(printf '%.4f' "$score");" \
+  <("$hydra" generate "$model" "${judge[@]}" --combine head:0 --temperature 0 --max-new-tokens 2 2>&1 >/dev/null)
+# Without --heads the judge head takes no part in generating; --tokens with --tokenizer works too.
+check "--combine mean --judge-head 2: heads 0 and 1 generate" grep -q '"heads":\[0,1\]' \
+  <("$hydra" generate "$model" "${judge[@]}" --answer-head 1 --max-new-tokens 2 --json 2>/dev/null | tail -1)
+expect 0 '"judge_score":' -- "$hydra" generate "$model" --tokens 5,6,7 --tokenizer "$tiny" --combine head:1 --judge-head 0 \
+  --max-new-tokens 3 --json
+
 # ---- bad input: exit 2, one message ----
 sed 's/"vocab_size": 320/"vocab_size": 200/' "$dir/config.json" >"$dir/small-vocab.json"
 "$hydra" init --config "$dir/small-vocab.json" --out "$dir/small-vocab" >/dev/null
@@ -137,6 +160,16 @@ bad "expected mean, poe, head:K or speculative" "$model" --tokens 1 --combine vo
 bad "--beta: 2 weights for 3 combined heads" "$model" --tokens 1 --combine poe --beta 1,2
 bad "expected a whole number from 1 to 16" "$model" --tokens 1 --combine speculative --gamma 17
 bad "--stop needs --tokenizer" "$model" --tokens 1 --stop x
+bad "--judge-head 3 is out of range (the model has 3 heads)" "$model" --prompt "11" --tokenizer "$tiny" --judge-head 3 --combine head:0
+bad "--judge-head and --answer-head must be different heads (both 1)" "$model" --prompt "11" --tokenizer "$tiny" --judge-head 1 --answer-head 1 --combine head:0
+bad "--judge-head and --answer-head must be different heads (both 2)" "$model" "${judge[@]}" --combine head:2
+bad "--judge-head needs --tokenizer" "$model" --tokens 1,2 --combine head:0 --judge-head 2
+bad "give --answer-head A, the head whose hidden state the judge reads" "$model" "${judge[@]}" --combine poe
+bad "--answer-head needs --judge-head" "$model" --tokens 1 --answer-head 0
+bad "--judge-template needs --judge-head" "$model" --tokens 1 --judge-template "{prompt}{answer}"
+bad "--judge-tokens: expected RIGHT,WRONG" "$model" "${judge[@]}" --combine head:0 --judge-tokens A
+bad "--judge-tokens: 'ab c' is 3 tokens" "$model" "${judge[@]}" --combine head:0 --judge-tokens "ab c,B"
+bad "--judge-template must hold {prompt} then {answer}" "$model" "${judge[@]}" --combine head:0 --judge-template "{answer}"
 bad "cannot open Hydra model config $dir/nowhere/config.json: No such file" "$dir/nowhere" --tokens 1
 
 if [[ $fail -ne 0 ]]; then

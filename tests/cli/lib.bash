@@ -4,7 +4,7 @@
 #   expect CODE PATTERN -- command...   the command exits with CODE and PATTERN (a grep regex; set
 #                                       EXPECT_FIXED=1 for a fixed string) is in its stdout+stderr
 #                                       (in its stderr alone with EXPECT_STDERR=1).
-#   check DESCRIPTION -- command...     the command succeeds (a test, cmp, ...).
+#   check DESCRIPTION [--] command...   the command succeeds (a test, cmp, ...).
 # Counts into $pass and $fail; a failure prints the command, its exit code and its first lines.
 pass=0
 fail=0
@@ -31,6 +31,7 @@ expect() {
 
 check() {
   local what=$1
-  shift 2  # DESCRIPTION --
+  shift
+  [[ "${1:-}" == "--" ]] && shift  # the -- is optional
   if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
 }

@@ -12,11 +12,6 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 EXPECT_FIXED=1
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 
 expect 0 "trained 512 tokens (255 merges) on 4532 bytes in 1 file" -- \
   "$hydra" tokenizer-train "$fixtures/prose.txt" --vocab-size 512 --out "$dir/t.json"

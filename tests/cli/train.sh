@@ -11,11 +11,6 @@ tiny="$(cd "$(dirname "$0")/../fixtures/tokenizer" && pwd)/tiny.tokenizer.json"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-check() {  # check DESCRIPTION CONDITION...
-  local what=$1
-  shift
-  if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
-}
 # metrics.csv without its two timing columns (tokens_per_s, elapsed_s).
 losses() { cut -d, -f1-$(($(head -1 "$1" | tr ',' '\n' | wc -l) - 2)) "$1"; }
 
