@@ -173,9 +173,9 @@ MemoryEstimate estimate_forward(const HydraTransformerConfig& config, int64_t ba
   const double x = act(d, d.C), logits = act(d, d.V), work = block_working_set(d);
   // The ids and the embedding's checked copy of them (int64).
   const double ids = 2 * alloc(d.n, 8);
-  // While head N-1 runs, the trunk's output, the earlier heads' outputs and logits are kept (run_heads
-  // returns the heads' outputs too), then stack copies all the logits into one (N, B, T, V) tensor.
-  const double earlier = x + (N - 1) * (x + logits);
+  // While head N-1 runs, the trunk's output and the earlier heads' outputs are kept (run_heads returns
+  // the heads' outputs too), beside the (N, B, T, V) result that each head's logits are copied into.
+  const double earlier = x + (N - 1) * x + N * logits;
   MemoryEstimate e;
   e.weights = static_cast<double>(config.slab_bytes());
   const int64_t layers = config.trunk_layers + config.n_heads * config.head_layers;
@@ -183,7 +183,6 @@ MemoryEstimate estimate_forward(const HydraTransformerConfig& config, int64_t ba
                             x + work,                                                     // a trunk block
                             earlier + (config.head_layers > 1 ? x : 0) + work,            // a head block
                             earlier + x + x + logits,                                     // the lm_head
-                            x + N * x + 2 * N * logits,                                   // stack
                         });
   return e;
 }
