@@ -347,9 +347,7 @@ Command add_train_command(CLI::App& hydra) {
               lora.rank = opt->lora_rank;
               lora.alpha = opt->lora_alpha;
               lora.dropout = opt->lora_dropout;
-              lora.targets.clear();
-              std::stringstream in(opt->lora_targets);
-              for (std::string part; std::getline(in, part, ',');) lora.targets.push_back(part);
+              lora.targets = split_commas(opt->lora_targets);
               t.lora = lora;
             } else {
               HYDRA_CHECK(opt->lora_alpha == 0 && opt->lora_dropout == 0 && opt->lora_targets == "w1,w2,w3",

@@ -77,6 +77,18 @@ inline std::vector<int64_t> parse_int_list(const std::string& text, const std::s
   }
 }
 
+// "w1,w2,w3" -> {"w1", "w2", "w3"}; empty parts are kept (the caller's validation names them).
+inline std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (true) {
+    const size_t comma = text.find(',', begin);
+    out.push_back(text.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin));
+    if (comma == std::string::npos) return out;
+    begin = comma + 1;
+  }
+}
+
 Command add_init_command(CLI::App& hydra);
 Command add_info_command(CLI::App& hydra);
 Command add_forward_command(CLI::App& hydra);

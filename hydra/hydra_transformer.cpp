@@ -127,13 +127,25 @@ std::pair<Tensor, std::vector<Tensor>> HydraTransformer::run_heads(const Tensor&
                                                                    bool last_token_only) {
   std::vector<Tensor> logits, hidden;
   const int64_t T = h.size(1);
-  for (int64_t k : selected) {
-    Tensor y = heads[k]->forward(h);                    // shape: (B, T, C)
+  // Without a graph each head's logits go straight into their slice of the result, so the logits exist
+  // once (plus one head's), not twice as a stack of the heads' logits would hold them. With a graph,
+  // stack keeps the backward path to every head.
+  const bool graph = grad_mode_enabled();
+  Tensor out;
+  if (!graph)
+    out = empty({static_cast<int64_t>(selected.size()), h.size(0), last_token_only ? 1 : T,
+                 config_.base_config.vocab_size});
+  for (size_t i = 0; i < selected.size(); ++i) {
+    Tensor y = heads[selected[i]]->forward(h);          // shape: (B, T, C)
     if (last_token_only) y = narrow(y, 1, T - 1, 1);    // shape: (B, 1, C)
     hidden.push_back(y);
-    logits.push_back(lm_head.forward(y));               // shape: (B, T_out, V)
+    Tensor head_logits = lm_head.forward(y);            // shape: (B, T_out, V)
+    if (graph)
+      logits.push_back(head_logits);
+    else
+      kernels::copy_into(select(out, 0, static_cast<int64_t>(i)), head_logits);
   }
-  return {stack(logits, 0), hidden};                    // shape: (n_selected, B, T_out, V)
+  return {graph ? stack(logits, 0) : out, hidden};      // shape: (n_selected, B, T_out, V)
 }
 
 Tensor HydraTransformer::forward_heads(const Tensor& hidden_states, const HeadIndices& head_indices,

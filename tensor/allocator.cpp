@@ -58,10 +58,12 @@ Cache& cache() {
 
 }  // namespace
 
+size_t allocation_bytes(size_t nbytes) { return size_class(nbytes == 0 ? 1 : nbytes); }
+
 void* allocate_bytes(size_t nbytes) {
   // A size no machine here can provide (from a hostile file, usually) is a message, not an OOM kill.
   check_fits_in_memory(nbytes, "a tensor");
-  const size_t cls = size_class(nbytes == 0 ? 1 : nbytes);
+  const size_t cls = allocation_bytes(nbytes);
   if (cls >= kCacheMinBytes) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
@@ -76,6 +78,7 @@ void* allocate_bytes(size_t nbytes) {
       return p;
     }
     ++c.stats.cache_misses;
+    c.stats.peak_held_bytes = std::max(c.stats.peak_held_bytes, c.stats.in_use_bytes + c.stats.cached_bytes);
   }
   void* p = std::aligned_alloc(64, cls);
   if (p == nullptr) {
@@ -97,7 +100,7 @@ void* allocate_bytes(size_t nbytes) {
 
 void free_bytes(void* ptr, size_t nbytes) {
   if (ptr == nullptr) return;
-  const size_t cls = size_class(nbytes == 0 ? 1 : nbytes);
+  const size_t cls = allocation_bytes(nbytes);
   if (cls < kCacheMinBytes) {
     std::free(ptr);
     return;
@@ -118,6 +121,13 @@ AllocatorStats allocator_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   return c.stats;
+}
+
+void reset_peak_in_use() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.stats.peak_in_use_bytes = c.stats.in_use_bytes;
+  c.stats.peak_held_bytes = c.stats.in_use_bytes + c.stats.cached_bytes;
 }
 
 void release_cached_memory() {

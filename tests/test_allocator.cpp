@@ -65,3 +65,31 @@ TEST_CASE("a tensor larger than this machine's memory is a hydra::Error saying h
   CHECK(human_bytes(1536.0 * 1024 * 1024) == "1.50 GiB");
   CHECK(human_bytes(512) == "512 B");
 }
+
+TEST_CASE("allocation_bytes is the size class a request really takes") {
+  CHECK(allocation_bytes(0) == 64);
+  CHECK(allocation_bytes(100) == 128);                            // small: whole 64-byte lines
+  CHECK(allocation_bytes(kCacheMinBytes) == kCacheMinBytes);       // a power of two is its own class
+  CHECK(allocation_bytes(kCacheMinBytes + 1) == kCacheMinBytes + kCacheMinBytes / 8);
+  CHECK(allocation_bytes((size_t{3} << 20) + 1) == (size_t{3} << 20) + (size_t{1} << 18));  // 8 classes per power of two
+  // The in-use count moves by exactly that.
+  const size_t before = allocator_stats().in_use_bytes;
+  Tensor t = empty({(1 << 18) + 3});  // 1 MiB + 12 bytes
+  CHECK(allocator_stats().in_use_bytes - before == allocation_bytes(((1 << 18) + 3) * 4));
+}
+
+TEST_CASE("reset_peak_in_use starts a new peak from what is in use now") {
+  {
+    Tensor big = empty({1 << 22});  // 16 MiB, freed at once
+  }
+  CHECK(allocator_stats().peak_in_use_bytes >= allocator_stats().in_use_bytes + (size_t{16} << 20));
+  reset_peak_in_use();
+  const size_t base = allocator_stats().in_use_bytes;
+  CHECK(allocator_stats().peak_in_use_bytes == base);
+  {
+    Tensor a = empty({1 << 18});  // 1 MiB
+    Tensor b = empty({1 << 19});  // 2 MiB
+  }
+  Tensor c = empty({1 << 18});
+  CHECK(allocator_stats().peak_in_use_bytes == base + (size_t{3} << 20));
+}

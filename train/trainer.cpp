@@ -13,6 +13,7 @@
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/tokenizer.h"
+#include "tensor/machine_memory.h"
 #include "tensor/parallel.h"
 #include "train/permutation.h"
 #include "train/run_log.h"
@@ -608,7 +609,34 @@ std::vector<std::string> Trainer::describe() const {
      << " x " << options_.seq << "; " << optimizer_kind_name(options_.optimizer.kind) << " lr " << options_.lr << " ("
      << schedule_kind_name(options_.schedule) << ", warm-up " << options_.warmup << "), clip " << options_.clip;
   lines.push_back(os.str());
+  const MemoryEstimate m = memory_estimate();
+  os.str("");
+  os << "memory estimate per step: " << human_bytes(m.total()) << " = weights " << human_bytes(m.weights)
+     << " + gradients " << human_bytes(m.gradients) << " + " << optimizer_kind_name(options_.optimizer.kind)
+     << " state " << human_bytes(m.optimizer) << " + activations " << human_bytes(m.activations);
+  lines.push_back(os.str());
+  if (eval_data_ && !options_.judge) {
+    // Evaluation runs with the slabs still allocated: a forward of every head at the evaluation batch.
+    const int64_t eval_batch = options_.eval_batch > 0 ? options_.eval_batch : options_.batch;
+    const MemoryEstimate ev = estimate_evaluation(model_->config(), eval_batch, options_.seq);
+    os.str("");
+    os << "memory estimate while evaluating: " << human_bytes(m.total() - m.activations + ev.activations)
+       << " (activations " << human_bytes(ev.activations) << ": every head's logits at batch " << eval_batch << ")";
+    lines.push_back(os.str());
+  }
   return lines;
+}
+
+MemoryEstimate Trainer::memory_estimate() const {
+  TrainingShape shape;
+  shape.batch = options_.batch;
+  shape.seq = options_.seq;
+  shape.grad_accum = options_.grad_accum;
+  shape.data_groups = static_cast<int64_t>(groups_.size());
+  shape.heads = trained_heads_;
+  shape.optimizer = options_.optimizer.kind;
+  shape.judge = options_.judge.has_value();
+  return estimate_training_step(*model_, shape);
 }
 
 void Trainer::run(TrainObserver& observer) {

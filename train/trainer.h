@@ -40,6 +40,7 @@
 #include "train/data.h"
 #include "train/evaluate.h"
 #include "train/judge.h"
+#include "train/memory_estimate.h"
 #include "train/optimizer.h"
 #include "train/schedule.h"
 #include "train/trainable.h"
@@ -158,8 +159,11 @@ class Trainer {
   int64_t total_steps() const { return schedule_.total_steps; }
   const std::vector<int64_t>& trained_heads() const { return trained_heads_; }
   const TrainableParameters& trainable() const { return *trainable_; }
-  // Lines describing the run: parameters, heads, data (the CLI prints them as its banner).
+  // Lines describing the run: parameters, heads, data, the memory estimate (the CLI prints them as its
+  // banner).
   std::vector<std::string> describe() const;
+  // The memory a step of this run takes (train/memory_estimate.h), from its model, heads and shapes.
+  MemoryEstimate memory_estimate() const;
   // The arguments that must match for a resume (the model config, data, shapes, optimizer ...).
   const nlohmann::json& run_identity() const { return identity_; }
 

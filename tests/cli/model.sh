@@ -22,6 +22,17 @@ expect 0 "9,727,315,968" -- "$hydra" info olmo2-7b
 expect 0 "non-embedding *9,316,274,176" -- "$hydra" info olmo2-7b
 expect 0 "head 4" -- "$hydra" info olmo2-1b
 expect 2 "unknown preset" -- "$hydra" info nosuchthing
+# The memory table: each row weights, gradients, optimizer state, activations, total (docs/training.md).
+expect 0 "training step (AdamW) *288.11 MiB *288.11 MiB *576.22 MiB *1011.05 MiB *2.11 GiB" -- \
+  "$hydra" info small --batch 8 --seq 256
+expect 0 "fine-tuning heads 0,2 (SGD)" -- "$hydra" info tiny --train-heads 0,2 --optimizer sgd
+expect 0 "LoRA r4 w_q,w_v, head 1" -- "$hydra" info tiny --train-heads 1 --lora-rank 4 --lora-targets w_q,w_v
+expect 2 "--train-heads: head 3 is out of range (the model has 3 heads: 0 to 2)" -- "$hydra" info tiny --train-heads 3
+expect 2 "--train-heads: head 1 is listed twice" -- "$hydra" info tiny --train-heads 1,1
+expect 2 "--train-heads: 'x' is not a whole number" -- "$hydra" info tiny --train-heads 0,x
+expect 2 "unknown optimizer 'adam' (expected adamw or sgd)" -- "$hydra" info tiny --optimizer adam
+expect 2 "LoRA target 'nope' matches no linear" -- "$hydra" info tiny --lora-targets nope
+expect 2 "targets holds an empty pattern" -- "$hydra" info tiny --lora-targets w1,
 
 expect 0 "logits \[3, 2, 3, 4096\]" -- "$hydra" forward "$dir/tiny" --tokens "1,2,3;4,5,6" --out "$dir/logits.npy"
 [[ "$(npy_shape "$dir/logits.npy")" == "'shape': (3, 2, 3, 4096)" ]] || { echo "FAIL: logits.npy shape $(npy_shape "$dir/logits.npy")"; fail=$((fail + 1)); }

@@ -44,6 +44,11 @@ expect 0 '"product_of_experts"' -- "$hydra" eval "$dir/run" --data "$dir/val.bin
 expect 0 "exact match" -- "$hydra" eval "$dir/run" --sft "$dir/qa.jsonl" --tokenizer "$tiny" --seq 16
 expect 0 "heads trained: 1 of 3 (trunk frozen" -- "$hydra" train "$dir/model" --data "$dir/train.bin" --out "$dir/heads" \
   --steps 2 --batch 2 --seq 16 --train-heads 1 --freeze 'trunk.*'
+expect 0 "memory estimate per step: .* = weights .* + gradients .* + adamw state .* + activations " -- \
+  "$hydra" train "$dir/model" --data "$dir/train.bin" --out "$dir/banner" --steps 1 --batch 2 --seq 16 --train-heads 2
+expect 0 "memory estimate while evaluating: .* (activations .*: every head's logits at batch 3)" -- \
+  "$hydra" train "$dir/model" --data "$dir/train.bin" --val "$dir/val.bin" --eval-batch 3 --out "$dir/banner-val" \
+  --steps 1 --batch 2 --seq 16
 check "--train-heads logs only that head" test "$(head -1 "$dir/heads/metrics.csv")" = \
   "step,lr,loss,loss_head1,grad_norm,tokens_per_s,elapsed_s"
 expect 0 "done: 8 steps" -- "$hydra" train "$dir/model" --sft "$dir/qa.jsonl" --tokenizer "$tiny" --out "$dir/sft" \
