@@ -7,7 +7,7 @@
 # BUILD_DIR holds the built `hydra`. Everything the demo writes goes under DIR (default runs/demo, or
 # runs/demo-quick with --quick), which is emptied first when an earlier demo made it; the files are
 # listed at the end. --quick runs the same steps with a smaller model and fewer steps (CI runs it).
-# Seeds are fixed, so a run is reproducible bit for bit; the thread count (all cores, or --threads /
+# Seeds are fixed, so a run is reproducible bit for bit; the thread count (all cores, or
 # $HYDRA_NUM_THREADS) changes only the speed, since Hydra's results do not depend on it.
 #
 # Steps: 1 corpus (data/kjv.txt.zst, its sha256 verified, split into train and held-out chapters and
