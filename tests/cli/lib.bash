@@ -35,3 +35,16 @@ check() {
   [[ "${1:-}" == "--" ]] && shift  # the -- is optional
   if "$@"; then pass=$((pass + 1)); else echo "FAIL: $what"; fail=$((fail + 1)); fi
 }
+
+# metrics.csv without its two timing columns (tokens_per_s, elapsed_s): what must not depend on timing.
+losses() { cut -d, -f1-$(($(head -1 "$1" | tr ',' '\n' | wc -l) - 2)) "$1"; }
+
+# small_config FILE: a Hydra config.json small enough for CLI tests (vocab 320 covers the tiny
+# tokenizer's 260 ids; 3 heads of 1 block on a 1-block trunk, d_model 32).
+small_config() {
+  cat >"$1" <<'EOF'
+{"format_version": 1, "n_heads": 3, "trunk_layers": 1, "head_layers": 1,
+ "base_config": {"vocab_size": 320, "d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 8,
+                 "hidden_size": 48, "rope_theta": 10000.0, "norm_eps": 1e-6, "qk_norm": true, "init_std": 0.02}}
+EOF
+}

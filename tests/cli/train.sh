@@ -11,15 +11,9 @@ tiny="$(cd "$(dirname "$0")/../fixtures/tokenizer" && pwd)/tiny.tokenizer.json"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 source "$(dirname "${BASH_SOURCE[0]}")/lib.bash"
-# metrics.csv without its two timing columns (tokens_per_s, elapsed_s).
-losses() { cut -d, -f1-$(($(head -1 "$1" | tr ',' '\n' | wc -l) - 2)) "$1"; }
 
 # A small model (vocab 320 covers the tiny tokenizer's 260 ids) and data made with hydra tokenize.
-cat >"$dir/config.json" <<'EOF'
-{"format_version": 1, "n_heads": 3, "trunk_layers": 1, "head_layers": 1,
- "base_config": {"vocab_size": 320, "d_model": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "head_dim": 8,
-                 "hidden_size": 48, "rope_theta": 10000.0, "norm_eps": 1e-6, "qk_norm": true, "init_std": 0.02}}
-EOF
+small_config "$dir/config.json"
 "$hydra" init --config "$dir/config.json" --seed 1 --out "$dir/model" >/dev/null || { echo "FAIL: init"; exit 1; }
 seq 1 1500 | tr '\n' ' ' >"$dir/train.txt"
 seq 7000 7300 | tr '\n' ' ' >"$dir/head.txt"
