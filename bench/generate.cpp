@@ -5,6 +5,10 @@
 // cblas_sgemm call at decoding's shapes (M = 1 and the 4 rows of a verification).
 // Weights are random (the speed does not depend on them); medians of --reps runs.
 //
+// Decoding one token reads every weight it uses once, so its speed is bounded by the memory's read
+// bandwidth: the program measures that bandwidth (a parallel sum over 1 GiB) and prints, for one head
+// and for all heads, the bytes of weights a token reads and the share of that bound the decode reached.
+//
 // Usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N]
 #include <cblas.h>
 
@@ -21,6 +25,51 @@
 using namespace hydra;
 
 namespace {
+
+// Read bandwidth in bytes/s: the median of 5 parallel sums over 1 GiB of floats (written first, so
+// the pages exist).
+double read_bandwidth() {
+  const int64_t n = int64_t{1} << 28;
+  std::vector<float> v(static_cast<size_t>(n), 1.0f);
+  constexpr int64_t kChunk = 1 << 20;
+  std::vector<double> rates;
+  for (int r = 0; r < 5; ++r) {
+    std::vector<float> partial(static_cast<size_t>(n / kChunk));
+    const double t0 = bench::now_seconds();
+    parallel_for(0, n / kChunk, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t c = lo; c < hi; ++c) {
+        float acc[16] = {};
+        const float* p = v.data() + c * kChunk;
+        for (int64_t i = 0; i < kChunk; i += 16)
+          for (int l = 0; l < 16; ++l) acc[l] += p[i + l];
+        float s = 0;
+        for (float a : acc) s += a;
+        partial[static_cast<size_t>(c)] = s;
+      }
+    });
+    const double t1 = bench::now_seconds();
+    float total = 0;
+    for (float x : partial) total += x;
+    if (total != static_cast<float>(n)) std::printf("(bandwidth sum check failed: %g)\n", total);
+    rates.push_back(static_cast<double>(n) * sizeof(float) / (t1 - t0));
+  }
+  return bench::median(rates);
+}
+
+// Bytes of weights one decoded token reads running `heads`: the trunk's blocks, those heads' blocks and
+// the lm_head once (the embedding table contributes one row).
+double bytes_per_token(HydraTransformer& model, const std::vector<int64_t>& heads) {
+  double bytes = 0;
+  for (auto& [name, t] : model.named_parameters()) {
+    if (name == "trunk.embeddings.weight") continue;
+    bool used = !name.starts_with("heads.");
+    for (int64_t k : heads) used = used || name.starts_with("heads." + std::to_string(k) + ".");
+    if (used) bytes += static_cast<double>(t->numel()) * static_cast<double>(dtype_size(t->dtype()));
+  }
+  return bytes;
+}
+
+double g_bandwidth = 0;
 
 struct Rates {
   double prefill, decode, acceptance;
@@ -63,10 +112,16 @@ void bench_preset(const std::string& preset, int new_tokens, int reps) {
   auto row = [&](const char* what, GenerateOptions options) {
     const Rates r = time_generate(*model, options, prompt, reps);
     std::printf("  %-36s %12.0f %12.1f", what, r.prefill, r.decode);
-    if (options.mode == GenerateMode::Speculative)
+    if (options.mode == GenerateMode::Speculative) {
       std::printf(" %11.2f\n", r.acceptance);
-    else
-      std::printf("\n");
+      return;
+    }
+    std::vector<int64_t> heads = options.heads;
+    if (options.mode == GenerateMode::Head) heads = {options.head};
+    if (heads.empty())
+      for (int64_t k = 0; k < model->config().n_heads; ++k) heads.push_back(k);
+    const double bytes = bytes_per_token(*model, heads), bound = g_bandwidth / bytes;
+    std::printf("   (%.0f MB/token, bound %.1f t/s: %.0f%%)\n", bytes / 1e6, bound, 100.0 * r.decode / bound);
   };
   o.mode = GenerateMode::Head;
   row("head:0", o);
@@ -141,6 +196,8 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   openblas_set_num_threads(1);
   std::printf("bench_generate: %d thread(s), medians of %d runs\n", threads, reps);
+  g_bandwidth = read_bandwidth();
+  std::printf("read bandwidth (parallel sum over 1 GiB): %.1f GB/s\n", g_bandwidth / 1e9);
   size_t begin = 0;
   while (begin <= presets.size()) {
     const size_t comma = presets.find(',', begin);

@@ -9,12 +9,17 @@
 //             a file of random ids read in sequential order.
 //   finetune: the same step with the trunk frozen (--freeze 'trunk.*'): the trunk runs forward
 //             only, every head and the lm_head train.
+//   lora:     the same step with rank-8 LoRA adapters on every head's w1, w2, w3 (--lora-rank 8), only
+//             the adapters training.
+//   decode:   `hydra generate`'s code path (hydra::generate): batch 1, a 16-token prompt, 128 new
+//             tokens, greedy on the mean of all heads, KV-cached. The time is the 128 decoding steps
+//             (the prompt's prefill is not counted).
 //
 // Prints one machine-readable line per mode:
 //   RESULT impl=hydra preset=small mode=train batch=8 seq=256 iters=5 median_s=... min_s=... tokens_per_s=...
 //
-// Usage: bench_model --preset tiny|small [--mode forward|train|finetune|both] [--batch B] [--seq T]
-//                    [--iters N] [--warmup W] [--threads N]
+// Usage: bench_model --preset tiny|small|gpt2 [--mode forward|train|finetune|lora|decode] [--batch B]
+//                    [--seq T] [--iters N] [--warmup W] [--threads N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +34,7 @@
 #include "autograd/ops.h"
 #include "bench/timing.h"
 #include "hydra/config.h"
+#include "hydra/generate.h"
 #include "hydra/hydra_transformer.h"
 #include "hydra/model_dir.h"
 #include "tensor/allocator.h"
@@ -45,15 +51,15 @@ namespace {
 
 struct Options {
   std::string preset = "tiny";
-  std::string mode = "both";
+  std::string mode = "train";
   int64_t batch = 8, seq = 256;
   int iters = 5, warmup = 1, threads = 0;
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
-               "bench_model: %s\nusage: bench_model --preset tiny|small [--mode forward|train|both] [--batch B] "
-               "[--seq T] [--iters N] [--warmup W] [--threads N]\n",
+               "bench_model: %s\nusage: bench_model --preset tiny|small|gpt2 [--mode forward|train|finetune|lora|decode] "
+               "[--batch B] [--seq T] [--iters N] [--warmup W] [--threads N]\n",
                why);
   std::exit(2);
 }
@@ -73,8 +79,8 @@ Options parse(int argc, char** argv) {
     else if (arg == "--threads") o.threads = std::atoi(value);
     else usage(("unknown option " + arg).c_str());
   }
-  if (o.mode != "forward" && o.mode != "train" && o.mode != "finetune" && o.mode != "both")
-    usage("--mode must be forward, train, finetune or both (forward and train)");
+  if (o.mode != "forward" && o.mode != "train" && o.mode != "finetune" && o.mode != "lora" && o.mode != "decode")
+    usage("--mode must be forward, train, finetune, lora or decode");
   if (o.batch < 1 || o.seq < 2 || o.iters < 1 || o.warmup < 0) usage("bad --batch/--seq/--iters/--warmup");
   return o;
 }
@@ -95,18 +101,19 @@ int main(int argc, char** argv) {
   const Tensor inputs = contiguous(narrow(tokens, 1, 0, o.seq));
   const double tokens_per_step = static_cast<double>(o.batch * o.seq);
 
-  auto report = [&](const char* mode, const std::vector<double>& times) {
+  auto report = [&](const std::vector<double>& times, double tokens_per_iter) {
     const double med = median(times);
     std::printf("RESULT impl=hydra preset=%s mode=%s batch=%lld seq=%lld threads=%d iters=%zu median_s=%.6f "
-                "min_s=%.6f tokens_per_s=%.1f allocator_peak_mb=%.1f\n",
-                o.preset.c_str(), mode, static_cast<long long>(o.batch), static_cast<long long>(o.seq),
+                "min_s=%.6f max_s=%.6f tokens_per_s=%.1f allocator_peak_mb=%.1f\n",
+                o.preset.c_str(), o.mode.c_str(), static_cast<long long>(o.batch), static_cast<long long>(o.seq),
                 num_threads(), times.size(), med, *std::min_element(times.begin(), times.end()),
-                tokens_per_step / med, static_cast<double>(allocator_stats().peak_in_use_bytes) / 1e6);
+                *std::max_element(times.begin(), times.end()), tokens_per_iter / med,
+                static_cast<double>(allocator_stats().peak_in_use_bytes) / 1e6);
     std::fflush(stdout);
   };
 
-  if (o.mode == "forward" || o.mode == "both") {
-    std::vector<double> times;
+  std::vector<double> times;
+  if (o.mode == "forward") {
     for (int i = 0; i < o.warmup + o.iters; ++i) {
       const double t0 = now_seconds();
       {
@@ -115,47 +122,63 @@ int main(int argc, char** argv) {
       }
       if (i >= o.warmup) times.push_back(now_seconds() - t0);
     }
-    report("forward", times);
+    report(times, tokens_per_step);
+    return 0;
   }
-  if (o.mode == "train" || o.mode == "finetune" || o.mode == "both") {
-    // The trainer reads a model directory and token files: write both to a scratch directory.
-    char scratch_template[] = "/tmp/hydra-bench-XXXXXX";
-    const std::string scratch = ::mkdtemp(scratch_template);
-    save_model_dir(scratch + "/model", *model);
-    model.reset();
-    const int steps = o.warmup + o.iters;
-    const Tensor ids = gen.randint({steps * o.batch * o.seq + 1}, 0, vocab, DType::Int64);
-    std::string raw;
-    for (int64_t id : ids.to_vector<int64_t>()) {
-      const uint32_t v = static_cast<uint32_t>(id);
-      raw.append(reinterpret_cast<const char*>(&v), 4);
+  if (o.mode == "decode") {
+    // The first 16 ids of the batch are the prompt. generate() emits its first token from the prompt's
+    // logits and runs the model once per further token: max_new_tokens = 129 is 128 decoding steps.
+    const std::vector<int64_t> row = contiguous(narrow(narrow(tokens, 0, 0, 1), 1, 0, 16)).to_vector<int64_t>();
+    GenerateOptions g;
+    g.mode = GenerateMode::Mean;
+    g.temperature = 0;
+    g.max_new_tokens = 129;
+    for (int i = 0; i < o.warmup + o.iters; ++i) {
+      const GenerateResult r = generate(*model, row, g);
+      if (i >= o.warmup) times.push_back(r.decode_seconds);
     }
-    std::FILE* f = std::fopen((scratch + "/tokens.bin").c_str(), "wb");
-    std::fwrite(raw.data(), 1, raw.size(), f);
-    std::fclose(f);
+    report(times, 128.0);
+    return 0;
+  }
 
-    train::TrainOptions t;
-    t.model_dir = scratch + "/model";
-    t.out_dir = scratch + "/run";
-    t.data = {scratch + "/tokens.bin"};
-    t.token_dtype = io::TokenDType::UInt32;
-    t.data_order = train::DataOrder::Sequential;
-    t.batch = o.batch;
-    t.seq = o.seq;
-    t.steps = steps;
-    t.schedule = train::ScheduleKind::Constant;
-    if (o.mode == "finetune") t.freeze = {"trunk.*"};
-    std::vector<double> times;
-    {
-      train::Trainer trainer(t);
-      for (int i = 0; i < steps; ++i) {
-        const double t0 = now_seconds();
-        trainer.step();
-        if (i >= o.warmup) times.push_back(now_seconds() - t0);
-      }
-    }
-    std::filesystem::remove_all(scratch);
-    report(o.mode == "finetune" ? "finetune" : "train", times);
+  // train, finetune, lora: the trainer reads a model directory and token files: write both to a scratch
+  // directory.
+  char scratch_template[] = "/tmp/hydra-bench-XXXXXX";
+  const std::string scratch = ::mkdtemp(scratch_template);
+  save_model_dir(scratch + "/model", *model);
+  model.reset();
+  const int steps = o.warmup + o.iters;
+  const Tensor ids = gen.randint({steps * o.batch * o.seq + 1}, 0, vocab, DType::Int64);
+  std::string raw;
+  for (int64_t id : ids.to_vector<int64_t>()) {
+    const uint32_t v = static_cast<uint32_t>(id);
+    raw.append(reinterpret_cast<const char*>(&v), 4);
   }
+  std::FILE* f = std::fopen((scratch + "/tokens.bin").c_str(), "wb");
+  std::fwrite(raw.data(), 1, raw.size(), f);
+  std::fclose(f);
+
+  train::TrainOptions t;
+  t.model_dir = scratch + "/model";
+  t.out_dir = scratch + "/run";
+  t.data = {scratch + "/tokens.bin"};
+  t.token_dtype = io::TokenDType::UInt32;
+  t.data_order = train::DataOrder::Sequential;
+  t.batch = o.batch;
+  t.seq = o.seq;
+  t.steps = steps;
+  t.schedule = train::ScheduleKind::Constant;
+  if (o.mode == "finetune") t.freeze = {"trunk.*"};
+  if (o.mode == "lora") t.lora = nn::LoraConfig{};  // rank 8 on w1, w2, w3 of every head
+  {
+    train::Trainer trainer(t);
+    for (int i = 0; i < steps; ++i) {
+      const double t0 = now_seconds();
+      trainer.step();
+      if (i >= o.warmup) times.push_back(now_seconds() - t0);
+    }
+  }
+  std::filesystem::remove_all(scratch);
+  report(times, tokens_per_step);
   return 0;
 }

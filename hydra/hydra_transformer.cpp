@@ -6,6 +6,7 @@
 #include "autograd/ops.h"
 #include "nn/init.h"
 #include "tensor/copy.h"
+#include "tensor/gemm_small.h"
 #include "tensor/machine_memory.h"
 
 namespace hydra {
@@ -126,24 +127,33 @@ std::pair<Tensor, std::vector<Tensor>> HydraTransformer::run_heads(const Tensor&
                                                                    const std::vector<int64_t>& selected,
                                                                    bool last_token_only) {
   std::vector<Tensor> logits, hidden;
-  const int64_t T = h.size(1);
+  const int64_t B = h.size(0), T = h.size(1), T_out = last_token_only ? 1 : T;
+  const int64_t n = static_cast<int64_t>(selected.size()), V = config_.base_config.vocab_size;
+  const bool graph = grad_mode_enabled();
+  for (int64_t k : selected) {
+    Tensor y = heads[k]->forward(h);                    // shape: (B, T, C)
+    if (last_token_only) y = narrow(y, 1, T - 1, 1);    // shape: (B, 1, C)
+    hidden.push_back(y);
+  }
+  // Decoding (no graph, a few rows per head): the heads' final rows go through the lm_head as one
+  // product, so its weight (the largest matrix) is read from memory once per token instead of once per
+  // head. The few-row kernel gives each row the same bits whatever the number of rows
+  // (tensor/gemm_small.h), so the logits equal those of one product per head.
+  if (!graph && n * B * T_out <= kernels::kSmallGemmRows) {
+    Tensor stacked = n == 1 ? hidden[0] : concat(hidden, 0);     // shape: (n*B, T_out, C)
+    return {view(lm_head.forward(stacked), {n, B, T_out, V}), hidden};  // shape: (n, B, T_out, V)
+  }
   // Without a graph each head's logits go straight into their slice of the result, so the logits exist
   // once (plus one head's), not twice as a stack of the heads' logits would hold them. With a graph,
   // stack keeps the backward path to every head.
-  const bool graph = grad_mode_enabled();
   Tensor out;
-  if (!graph)
-    out = empty({static_cast<int64_t>(selected.size()), h.size(0), last_token_only ? 1 : T,
-                 config_.base_config.vocab_size});
-  for (size_t i = 0; i < selected.size(); ++i) {
-    Tensor y = heads[selected[i]]->forward(h);          // shape: (B, T, C)
-    if (last_token_only) y = narrow(y, 1, T - 1, 1);    // shape: (B, 1, C)
-    hidden.push_back(y);
-    Tensor head_logits = lm_head.forward(y);            // shape: (B, T_out, V)
+  if (!graph) out = empty({n, B, T_out, V});
+  for (int64_t i = 0; i < n; ++i) {
+    Tensor head_logits = lm_head.forward(hidden[static_cast<size_t>(i)]);  // shape: (B, T_out, V)
     if (graph)
       logits.push_back(head_logits);
     else
-      kernels::copy_into(select(out, 0, static_cast<int64_t>(i)), head_logits);
+      kernels::copy_into(select(out, 0, i), head_logits);
   }
   return {graph ? stack(logits, 0) : out, hidden};      // shape: (n_selected, B, T_out, V)
 }

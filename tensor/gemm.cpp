@@ -58,6 +58,23 @@ int64_t max_tiles() {
 
 int64_t round_up_64(int64_t v) { return (v + 63) / 64 * 64; }
 
+// Few-row products (decoding) are bound by reading B, not by arithmetic: one row does 2 flops per
+// 4-byte weight. So they are cut by the bytes of B instead of flops: column tiles of ~256 KiB of B each,
+// at most max_tiles(), so that every core streams its own part of the weights (one core alone cannot
+// saturate the memory bus). The few-row kernel computes every element on its own, so column tiles
+// change no bits.
+constexpr double kSmallTileBytes = 256.0 * 1024.0;
+
+template <class T>
+Tiling choose_small_tiling(int64_t M, int64_t N, int64_t K) {
+  const double bytes = static_cast<double>(N) * static_cast<double>(K) * sizeof(T);
+  const int64_t tiles = std::min<int64_t>(max_tiles(), static_cast<int64_t>(bytes / kSmallTileBytes));
+  if (tiles < 2) return {std::max<int64_t>(M, 1), std::max<int64_t>(N, 1)};
+  // Multiples of 16 columns keep the kernel's 4-column blocks whole.
+  const int64_t per_tile = (N + tiles - 1) / tiles;
+  return {std::max<int64_t>(M, 1), (per_tile + 15) / 16 * 16};
+}
+
 Tiling choose_tiling(int64_t M, int64_t N, int64_t K) {
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const int64_t tiles = std::min<int64_t>(max_tiles(), static_cast<int64_t>(flops / kFlopsPerTile));
@@ -91,7 +108,8 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  const Tiling tiling = choose_tiling(M, N, K);
+  const Tiling tiling =
+      !trans_a && M <= kSmallGemmRows ? choose_small_tiling<T>(M, N, K) : choose_tiling(M, N, K);
   const int64_t col_tiles = (N + tiling.col_block - 1) / tiling.col_block;
   auto run_tile = [&](int64_t t) {
     const int64_t r0 = (t / col_tiles) * tiling.row_block, c0 = (t % col_tiles) * tiling.col_block;

@@ -2,8 +2,10 @@
 //
 // op(X) is X or Xᵀ: a transposed view is passed to BLAS as a transpose flag with its leading dimension,
 // never copied. Large products are cut into tiles of C that run as TBB tasks (tensor/parallel.h explains
-// why TBB, not OpenBLAS, owns the threads). The tiling depends only on M, N, K and the machine's core count
-// (not the thread limit), so the same product gives bit-identical results for any thread count.
+// why TBB, not OpenBLAS, owns the threads), by flops; few-row products (decoding) into column tiles by
+// the bytes of B they read, so that every core streams its own share of the weights. The tiling depends
+// only on M, N, K and the machine's core count (not the thread limit), so the same product gives
+// bit-identical results for any thread count.
 // Products with op(A) = A and at most kSmallGemmRows rows skip BLAS for Hydra's own kernel
 // (tensor/gemm_small.h), whose row i has the same bits whatever the number of rows.
 //
