@@ -146,7 +146,10 @@ int main(int argc, char** argv) {
   char scratch_template[] = "/tmp/hydra-bench-XXXXXX";
   const std::string scratch = ::mkdtemp(scratch_template);
   save_model_dir(scratch + "/model", *model);
+  // The model built here is not the trainer's (it loads the directory as `hydra train` does): give its
+  // memory back to the OS, so the process's peak is the training's, as the command line's would be.
   model.reset();
+  release_cached_memory();
   const int steps = o.warmup + o.iters;
   const Tensor ids = gen.randint({steps * o.batch * o.seq + 1}, 0, vocab, DType::Int64);
   std::string raw;

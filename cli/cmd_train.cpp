@@ -9,6 +9,11 @@
 //       --answer-head 0 --out runs/judge --epochs 5
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --resume
 //   hydra train models/tiny --data train.bin --out runs/tiny --steps 1000 --tokenizer t.json --sample-every 100
+//   mpirun -np 4 hydra train models/tiny --data train.bin --out runs/dp --steps 1000      (docs/distributed.md)
+//   mpirun -np 3 hydra train models/tiny --data train.bin --out runs/hp --parallel heads --freeze 'trunk.*'
+//
+// Under mpirun rank 0 alone prints and writes; the others run quietly. An error in one rank during the
+// run ends the whole job (train/distributed.h).
 //
 // On a terminal one progress line is redrawn in place; otherwise one plain line every --log-every steps.
 // A banner first says what will train on what. Exit codes: 0 done; 1 the run diverged (a non-finite loss
@@ -16,14 +21,17 @@
 // and without touching --out.
 //
 // For crash tests only: HYDRA_TEST_KILL_AT makes the process SIGKILL itself at a chosen instant:
-//   "micro:S:M"              before micro-batch M (from 0) of step S
+//   "micro:S:M"              before micro-batch M (from 0) of step S (under mpirun: in the rank computing it)
+//   "stop:S:M"               the same instant, but SIGSTOP: a process that hangs
 //   "save:S:<commit step>"   while writing the checkpoint of step S, right after the directory commit step
 //                            named (io/atomic_dir.h: "temp synced", "old moved aside", "new renamed in")
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <glob.h>
 #include <iostream>
 #include <sstream>
@@ -34,6 +42,7 @@
 #include "io/atomic_dir.h"
 #include "io/tokenizer.h"
 #include "tensor/parallel.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace hydra::cli {
@@ -148,17 +157,23 @@ class Sampler {
 // Progress on stdout: a line redrawn in place on a terminal, plain lines every log_every steps otherwise.
 class Progress : public train::TrainObserver {
  public:
-  Progress(int64_t total_steps, int64_t log_every, std::string kill_at)
-      : total_(total_steps), log_every_(log_every), tty_(::isatty(1)), kill_at_(std::move(kill_at)) {}
+  // quiet: another rank than 0 under mpirun, which prints nothing (but still takes part in sampling).
+  Progress(int64_t total_steps, int64_t log_every, std::string kill_at, bool quiet)
+      : total_(total_steps), log_every_(log_every), tty_(::isatty(1) && !quiet), quiet_(quiet),
+        kill_at_(std::move(kill_at)) {}
   void sample_with(Sampler* sampler, train::Trainer* trainer) {
     sampler_ = sampler;
     trainer_ = trainer;
   }
 
   void on_micro_batch(int64_t step, int64_t micro) override {
-    if (kill_at_ == "micro:" + std::to_string(step) + ":" + std::to_string(micro)) ::raise(SIGKILL);
+    const std::string at = std::to_string(step) + ":" + std::to_string(micro);
+    if (kill_at_ == "micro:" + at) ::raise(SIGKILL);
+    if (kill_at_ == "stop:" + at) ::raise(SIGSTOP);  // a hung process (under mpirun: a hung rank)
   }
   void on_step(const train::StepMetrics& m) override {
+    if (sampler_ && sampler_->due(m.step)) trainer_->share_heads();  // collective: every rank
+    if (quiet_) return;
     const double eta = m.elapsed_s / static_cast<double>(m.step - first_step_ + 1) * static_cast<double>(total_ - m.step);
     if (first_step_ == 0) first_step_ = m.step;
     char line[256];
@@ -192,9 +207,12 @@ class Progress : public train::TrainObserver {
     say(os.str());
   }
   void on_checkpoint(int64_t step, const std::string& path) override {
+    if (quiet_) return;
     say("checkpoint @ step " + std::to_string(step) + ": " + path);
   }
-  void on_message(const std::string& message) override { say(message); }
+  void on_message(const std::string& message) override {
+    if (!quiet_) say(message);
+  }
   void finish() {
     if (dirty_) std::printf("\n");
     dirty_ = false;
@@ -213,7 +231,7 @@ class Progress : public train::TrainObserver {
   }
 
   int64_t total_, log_every_, first_step_ = 0;
-  bool tty_, dirty_ = false;
+  bool tty_, quiet_, dirty_ = false;
   std::string kill_at_;
   Sampler* sampler_ = nullptr;
   train::Trainer* trainer_ = nullptr;
@@ -237,6 +255,7 @@ Command add_train_command(CLI::App& hydra) {
     int64_t sample_every = 0, sample_tokens = 32;
     std::string sample_prompt;
     std::string lora_targets = "w1,w2,w3";
+    std::string parallel = "data";
     std::string dtype = "fp32";
   };
   auto opt = std::make_shared<Options>();
@@ -317,6 +336,9 @@ Command add_train_command(CLI::App& hydra) {
   app->add_option("--sample-prompt", opt->sample_prompt, "Text the samples continue (default: <|endoftext|>)");
   app->add_option("--sample-tokens", opt->sample_tokens, "Tokens per sample (default 32)")
       ->check(integer_in_range(1, 1 << 20));
+  app->add_option("--parallel", opt->parallel,
+                  "Under mpirun: data (default: each rank computes some micro-batches of every step) or heads "
+                  "(each rank trains some heads)");
   app->add_option("--log-every", opt->log_every, "Plain progress line every K steps when not on a terminal (default 10)")
       ->check(integer_in_range(1, int64_t{1} << 40));
 
@@ -374,19 +396,41 @@ Command add_train_command(CLI::App& hydra) {
                           "--judge-head and --answer-head belong to --objective uncertainty");
             }
             t.created_by = std::string("hydra ") + kVersion;
+            t.parallel = train::parse_parallel_mode(opt->parallel);
             HYDRA_CHECK(opt->sample_every > 0 || (opt->sample_prompt.empty() && opt->sample_tokens == 32),
                         "--sample-prompt and --sample-tokens need --sample-every");
             HYDRA_CHECK(opt->sample_every == 0 || !t.tokenizer.empty(),
                         "--sample-every needs --tokenizer (to encode the prompt and decode the samples)");
             std::unique_ptr<Sampler> sampler;
-            if (opt->sample_every > 0)
-              sampler = std::make_unique<Sampler>(t.tokenizer, opt->sample_prompt, opt->sample_tokens, opt->sample_every,
-                                                  load_model_config(t.model_dir), t.out_dir);
-
-            train::Trainer trainer(t);  // every check happens here, before any work or write
+            std::unique_ptr<train::Trainer> trainer_ptr;
+            // Every check happens here, before any work or write. Under mpirun the ranks then agree
+            // that all of them are ready (a file missing on one machine fails only there): the first
+            // rank that failed reports why, and every rank exits 2.
+            const int rank = dist::rank(), ranks = dist::size();
+            std::exception_ptr setup_error;
+            try {
+              if (opt->sample_every > 0)
+                sampler = std::make_unique<Sampler>(t.tokenizer, opt->sample_prompt, opt->sample_tokens,
+                                                    opt->sample_every, load_model_config(t.model_dir), t.out_dir);
+              trainer_ptr = std::make_unique<train::Trainer>(t);
+            } catch (...) {
+              if (ranks == 1) throw;
+              setup_error = std::current_exception();
+            }
+            if (ranks > 1) {
+              std::vector<double> failed(static_cast<size_t>(ranks), 0.0);
+              failed[static_cast<size_t>(rank)] = setup_error ? 1.0 : 0.0;
+              dist::allreduce_in_rank_order(failed);
+              const auto first = std::find(failed.begin(), failed.end(), 1.0);
+              if (first != failed.end()) {
+                if (first - failed.begin() == rank) std::rethrow_exception(setup_error);
+                return 2;  // the failing rank says why
+              }
+            }
+            train::Trainer& trainer = *trainer_ptr;
             const char* kill = std::getenv("HYDRA_TEST_KILL_AT");
             const std::string kill_at = kill ? kill : "";
-            Progress progress(trainer.total_steps(), opt->log_every, kill_at);
+            Progress progress(trainer.total_steps(), opt->log_every, kill_at, rank != 0);
             progress.sample_with(sampler.get(), &trainer);
             if (kill_at.starts_with("save:")) {
               // "save:S:<step name>": the commit of checkpoint step_S at that step.
@@ -399,20 +443,34 @@ Command add_train_command(CLI::App& hydra) {
               });
             }
 
-            std::printf("hydra train: %s -> %s%s\n", t.model_dir.c_str(), t.out_dir.c_str(),
-                        t.resume ? (" (resuming at step " + std::to_string(trainer.steps_done()) + ")").c_str() : "");
-            for (const std::string& line : trainer.describe()) std::printf("  %s\n", line.c_str());
-            std::printf("  threads: %d; blas: %s\n  simd: %s\n", num_threads(), blas_description().c_str(),
-                        simd_description().c_str());
-            std::fflush(stdout);
+            if (rank == 0) {
+              std::printf("hydra train: %s -> %s%s\n", t.model_dir.c_str(), t.out_dir.c_str(),
+                          t.resume ? (" (resuming at step " + std::to_string(trainer.steps_done()) + ")").c_str() : "");
+              for (const std::string& line : trainer.describe()) std::printf("  %s\n", line.c_str());
+              if (ranks > 1)
+                std::printf("  threads: %d per rank (%d MPI ranks, %d on this machine); blas: %s\n  mpi: %s\n",
+                            num_threads(), ranks, dist::local_size(), blas_description().c_str(), dist::library().c_str());
+              else
+                std::printf("  threads: %d; blas: %s\n", num_threads(), blas_description().c_str());
+              std::printf("  simd: %s\n", simd_description().c_str());
+              std::fflush(stdout);
+            }
             try {
               trainer.run(progress);
             } catch (const train::TrainingDiverged& e) {
+              // Every rank sees the same global loss and norm, so every rank stops here together.
               progress.finish();
-              std::fprintf(stderr, "hydra: training stopped: %s\n", e.what());
+              if (rank == 0) std::fprintf(stderr, "hydra: training stopped: %s\n", e.what());
               return 1;
+            } catch (const std::exception& e) {
+              if (ranks == 1) throw;
+              // One rank's failure mid-run: the others would wait for it, so the whole job ends now.
+              progress.finish();
+              std::fprintf(stderr, "hydra: rank %d: error: %s; ending every rank\n", rank, e.what());
+              dist::abort(dynamic_cast<const Error*>(&e) ? 2 : 1);
             }
             progress.finish();
+            if (rank != 0) return 0;
             std::printf("done: %lld steps; final model in %s (config.json, model.safetensors)\n",
                         static_cast<long long>(trainer.steps_done()), t.out_dir.c_str());
             return 0;

@@ -8,6 +8,8 @@
 //
 // The library never exits or aborts (tensor/error.h): it throws, and only this file decides what
 // the process does about it.
+#include <algorithm>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <string>
@@ -19,6 +21,7 @@
 #include "io/temp_files.h"
 #include "tensor/error.h"
 #include "tensor/parallel.h"
+#include "train/distributed.h"
 
 namespace {
 
@@ -42,7 +45,8 @@ int run(int argc, char** argv) {
 
   int threads = 0;  // 0: not given
   app.add_option("--threads", threads,
-                 "Worker threads (1-4096) for every kernel and GEMM (default: $HYDRA_NUM_THREADS, else all cores)")
+                 "Worker threads (1-4096) for every kernel and GEMM (default: $HYDRA_NUM_THREADS, else all cores; "
+                 "under mpirun, per rank: the cores divided by the ranks on this machine)")
       ->check(integer_in_range(1, 4096));
 
   // One entry per subcommand, each defined in its own cli/cmd_<name>.cpp.
@@ -89,6 +93,9 @@ int run(int argc, char** argv) {
   }
 
   // One thread limit for the whole process, set before any kernel runs (tensor/parallel.h).
+  // Under mpirun the ranks of one machine share its cores.
+  if (threads == 0 && hydra::dist::local_size() > 1 && !std::getenv("HYDRA_NUM_THREADS"))
+    threads = std::max(1, hydra::default_num_threads() / hydra::dist::local_size());
   hydra::set_num_threads(threads > 0 ? threads : hydra::default_num_threads());
 
   for (const Command& command : commands)
@@ -107,11 +114,20 @@ std::string shown(const std::string& message) {
 
 }  // namespace
 
+// Under mpirun: MPI starts first and ends last (train/distributed.h), on every way out but an abort.
+int run_in_job(int argc, char** argv) {
+  hydra::dist::init(&argc, &argv);
+  struct Finalize {
+    ~Finalize() { hydra::dist::finalize(); }
+  } finalize;
+  return run(argc, argv);
+}
+
 int main(int argc, char** argv) {
   // An interrupted command removes its temporary files and directories (io/temp_files.h).
   hydra::io::remove_temps_on_signals();
   try {
-    return run(argc, argv);
+    return run_in_job(argc, argv);
   } catch (const hydra::Error& e) {
     std::cerr << "hydra: error: " << shown(e.what()) << "\n";
     return 2;

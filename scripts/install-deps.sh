@@ -25,6 +25,7 @@ PACKAGES=(
   libcli11-dev                # the hydra command line
   libpcre2-dev                # Unicode regex for the tokenizer
   clang libclang-rt-14-dev    # libFuzzer and its sanitizer runtimes (scripts/fuzz.sh)
+  libopenmpi-dev openmpi-bin  # Open MPI: multi-process training (mpirun hydra train; docs/distributed.md)
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PACKAGES+=(

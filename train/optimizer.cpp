@@ -119,6 +119,16 @@ void Optimizer::step(double lr) {
   }
 }
 
+std::vector<Tensor> Optimizer::state_slabs() const {
+  std::vector<Tensor> out;
+  if (options_.kind == OptimizerKind::AdamW) {
+    out = {exp_avg_, exp_avg_sq_};
+  } else if (options_.momentum != 0) {
+    out = {exp_avg_};
+  }
+  return out;
+}
+
 void Optimizer::save_state(TrainingState& state) const {
   state.optimizer = options_.to_json();
   state.optimizer["step"] = step_;

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -56,6 +57,9 @@ class Optimizer {
   // the hyper-parameters, and every tensor's presence and shape, naming what differs.
   void save_state(TrainingState& state) const;
   void load_state(const TrainingState& state);
+  // The moment slabs (layout of TrainableParameters::new_slab): AdamW's two, SGD's momentum buffers, or
+  // none (SGD without momentum).
+  std::vector<Tensor> state_slabs() const;
 
  private:
   OptimizerOptions options_;

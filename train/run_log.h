@@ -1,7 +1,8 @@
 // The files a training run writes as it goes: metrics.csv, eval.csv and loss.svg in its out_dir.
 //
 //   metrics.csv  one row per optimizer step, numbered from 1:
-//                step, lr, loss, loss_head<k> (each trained head), grad_norm, tokens_per_s, elapsed_s
+//                step, lr, loss, loss_head<k> (each trained head), grad_norm, tokens_per_s, elapsed_s,
+//                communication_s (of the step's time, the part spent waiting on other processes: mpirun)
 //                (the loss in row s is the one step s computed before its update)
 //   eval.csv     one row per evaluation: step, loss_head<k> (each evaluated head), ensemble_loss,
 //                poe_loss, disagreement, and for SFT data exact_match_head<k>, exact_match_ensemble

@@ -33,6 +33,7 @@ TrainableParameters::TrainableParameters(nn::Module& model) {
     const int64_t n = params_[i].param.numel();
     for (int64_t b = 0; b < n; b += kChunk) chunks_.push_back({static_cast<int32_t>(i), b, std::min(n, b + kChunk)});
   }
+  active_chunks_ = chunks_;
   zero_grad();
 }
 
@@ -56,9 +57,57 @@ void TrainableParameters::zero_grad() {
     std::memset(g + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
   });
   for (TrainableParameter& p : params_) p.param.impl()->grad = p.grad.impl_ptr();
+  if (stash_.defined()) {
+    float* st = stash_.data<float>();
+    parallel_for(0, slab_numel_, int64_t{1} << 18, [&](int64_t lo, int64_t hi) {
+      std::memset(st + lo, 0, static_cast<size_t>(hi - lo) * sizeof(float));
+    });
+  }
 }
 
-double TrainableParameters::grad_norm() const {
+std::pair<int64_t, int64_t> TrainableParameters::slab_range(size_t i) const {
+  const TrainableParameter& p = params_.at(i);
+  return {p.slab_offset, p.slab_offset + aligned(p.param.numel())};
+}
+
+void TrainableParameters::stash_grad() {
+  if (!stash_.defined()) stash_ = new_slab();  // allocated on first use: only gradient accumulation needs it
+  float* g = grad_slab_.data<float>();
+  float* st = stash_.data<float>();
+  parallel_for(0, slab_numel_, int64_t{1} << 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      st[i] += g[i];
+      g[i] = 0.0f;
+    }
+  });
+}
+
+void TrainableParameters::restore_stash() {
+  HYDRA_CHECK(stash_.defined(), "restore_stash: nothing was stashed");
+  const float* st = stash_.data<float>();
+  float* g = grad_slab_.data<float>();
+  parallel_for(0, slab_numel_, int64_t{1} << 18, [&](int64_t lo, int64_t hi) {
+    std::memcpy(g + lo, st + lo, static_cast<size_t>(hi - lo) * sizeof(float));
+  });
+}
+
+void TrainableParameters::set_active(const std::vector<bool>& active) {
+  HYDRA_CHECK(active.size() == params_.size(), "set_active: ", active.size(), " flags for ", params_.size(),
+              " parameters");
+  active_chunks_.clear();
+  for (const Chunk& c : chunks_)
+    if (active[static_cast<size_t>(c.param)]) active_chunks_.push_back(c);
+}
+
+double TrainableParameters::grad_norm() const { return norm_of(chunk_square_sums()); }
+
+double TrainableParameters::norm_of(const std::vector<double>& partial) {
+  double total = 0;
+  for (double s : partial) total += s;
+  return std::sqrt(total);
+}
+
+std::vector<double> TrainableParameters::chunk_square_sums() const {
   // NOTE: one double partial sum per chunk, added in chunk order: the same bits for any thread count.
   std::vector<double> partial(chunks_.size());
   parallel_for(0, static_cast<int64_t>(chunks_.size()), 1, [&](int64_t lo, int64_t hi) {
@@ -70,9 +119,7 @@ double TrainableParameters::grad_norm() const {
       partial[c] = s;
     }
   });
-  double total = 0;
-  for (double s : partial) total += s;
-  return std::sqrt(total);
+  return partial;
 }
 
 void TrainableParameters::scale_grad(float c) {

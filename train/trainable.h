@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nn/module.h"
@@ -48,6 +50,26 @@ class TrainableParameters {
   void scale_grad(float c);
   // The first parameter (in list order) whose gradient holds a NaN or an infinity; "" if none.
   std::string first_non_finite_grad() const;
+  // The whole gradient slab (padding included: zeros), for reductions across processes.
+  std::span<float> grad_slab() { return {grad_slab_.data<float>(), static_cast<size_t>(slab_numel_)}; }
+  // The elements [begin, end) of the slab that parameter i occupies (with its padding).
+  std::pair<int64_t, int64_t> slab_range(size_t i) const;
+
+  // Gradient accumulation one micro-batch at a time: stash_grad() adds the slab into a second slab (the
+  // stash, zeroed by zero_grad) and zeroes the slab; restore_stash() copies the stash back. Every
+  // micro-batch's gradient is thus computed alone and the step's gradient is ((0 + g_0) + g_1) + ...:
+  // the same sum, in the same order, as P processes each computing one micro-batch and adding their
+  // gradients in rank order (train/distributed.h).
+  void stash_grad();
+  void restore_stash();
+
+  // Each chunk's sum of squared gradients (double), and the norm they make, added in chunk order.
+  std::vector<double> chunk_square_sums() const;
+  static double norm_of(const std::vector<double>& chunk_square_sums);
+
+  // Restricts the fused passes (for_each_chunk: the optimizer, scale_grad) to the parameters marked
+  // true; by default all. A process that trains only some heads updates only those.
+  void set_active(const std::vector<bool>& active);
 
   // A fused pass visits the parameters as chunks of at most kChunk elements: (index into list(), the
   // element range [begin, end) inside that parameter).
@@ -69,7 +91,8 @@ class TrainableParameters {
  private:
   std::vector<TrainableParameter> params_;
   std::vector<Chunk> chunks_;
-  Tensor grad_slab_;
+  std::vector<Chunk> active_chunks_;
+  Tensor grad_slab_, stash_;
   int64_t numel_ = 0, slab_numel_ = 0;
 };
 
@@ -79,7 +102,7 @@ class TrainableParameters {
 
 template <class F>
 void hydra::train::TrainableParameters::for_each_chunk(F&& f) const {
-  parallel_for(0, static_cast<int64_t>(chunks_.size()), 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t c = lo; c < hi; ++c) f(chunks_[c]);
+  parallel_for(0, static_cast<int64_t>(active_chunks_.size()), 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) f(active_chunks_[c]);
   });
 }

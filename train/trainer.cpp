@@ -13,8 +13,10 @@
 #include "hydra/model_dir.h"
 #include "io/atomic_dir.h"
 #include "io/tokenizer.h"
+#include "tensor/copy.h"
 #include "tensor/machine_memory.h"
 #include "tensor/parallel.h"
+#include "train/distributed.h"
 #include "train/permutation.h"
 #include "train/run_log.h"
 #include "train/sft_data.h"
@@ -122,6 +124,14 @@ std::string flag_of(const std::string& key) {
 
 }  // namespace
 
+const char* parallel_mode_name(ParallelMode mode) { return mode == ParallelMode::Heads ? "heads" : "data"; }
+
+ParallelMode parse_parallel_mode(const std::string& name) {
+  if (name == "data") return ParallelMode::Data;
+  if (name == "heads") return ParallelMode::Heads;
+  throw Error("--parallel: expected data or heads, got '" + name + "'");
+}
+
 std::string checkpoint_name(int64_t step) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "step_%08lld", static_cast<long long>(step));
@@ -151,6 +161,17 @@ std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string&
 Trainer::Trainer(TrainOptions options)
     : options_(std::move(options)), dropout_gen_(mix64(options_.seed ^ 0xD809D0u)) {
   check_options(options_);
+  rank_ = dist::rank();
+  ranks_ = dist::size();
+  if (ranks_ > 1) {
+    // NOTE: refused because their results would depend on how the work is split: LoRA dropout draws
+    // its masks from one stream in micro-batch order, and the uncertainty objective's pass 1 runs once.
+    HYDRA_CHECK(!(options_.lora && options_.lora->dropout > 0), "--lora-dropout ", options_.lora ? options_.lora->dropout : 0.0,
+                ": LoRA dropout is not supported across several processes (", ranks_,
+                " MPI ranks); train with --lora-dropout 0, or in one process");
+    HYDRA_CHECK(!options_.judge, "--objective uncertainty is not supported across several processes (", ranks_,
+                " MPI ranks); run it in one process");
+  }
   sft_ = !options_.sft.empty();
   const HydraTransformerConfig config = load_model_config(options_.model_dir);
   const int64_t n_heads = config.n_heads;
@@ -178,6 +199,16 @@ Trainer::Trainer(TrainOptions options)
     trained_heads_ = options_.train_heads;
     std::sort(trained_heads_.begin(), trained_heads_.end());
   }
+  if (heads_split()) {
+    const int64_t n = static_cast<int64_t>(trained_heads_.size());
+    HYDRA_CHECK(n >= ranks_, "--parallel heads: ", n, " trained head(s) cannot be split over ", ranks_,
+                " MPI ranks (each rank needs at least one head); use fewer ranks or --parallel data");
+    // Contiguous runs, the first n % P ranks one head longer.
+    for (int64_t i = 0; i < n; ++i) head_owner_[trained_heads_[i]] = 0;
+    int64_t i = 0;
+    for (int r = 0; r < ranks_; ++r)
+      for (int64_t c = 0; c < n / ranks_ + (r < n % ranks_ ? 1 : 0); ++c) head_owner_[trained_heads_[i++]] = r;
+  }
   if (options_.resume) {
     HYDRA_CHECK(!list_checkpoints(options_.out_dir).empty(), "--resume: nothing to resume: ", options_.out_dir,
                 " has no checkpoint (", (fs::path(options_.out_dir) / kCheckpointsDir).string(), " is missing or empty)");
@@ -201,7 +232,8 @@ Trainer::Trainer(TrainOptions options)
     int64_t largest = 0;
     for (const Group& g : groups_) largest = std::max(largest, g.stream->size());
     const double items = options_.epochs * static_cast<double>(largest);
-    options_.steps = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(items / static_cast<double>(options_.batch * options_.grad_accum))));
+    options_.steps = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(items / static_cast<double>(options_.batch * micro_batches_per_step()))));
   }
   schedule_ = {options_.schedule, options_.lr, options_.warmup, options_.steps, options_.min_lr_ratio};
   schedule_.validate();
@@ -330,6 +362,48 @@ void Trainer::setup_trainable() {
     if (name.starts_with("trunk.") && t->requires_grad()) trunk_trains_ = true;
   trainable_ = std::make_unique<TrainableParameters>(m);
   optimizer_ = std::make_unique<Optimizer>(options_.optimizer, *trainable_);
+  setup_parallel();
+}
+
+int Trainer::owner_of_head(int64_t k) const {
+  auto it = head_owner_.find(k);
+  return it == head_owner_.end() ? 0 : it->second;
+}
+
+// Under head parallelism: which rank owns each trainable parameter (heads.<k>.*: head k's owner), and
+// this rank updates only its own and the unowned ones.
+void Trainer::setup_parallel() {
+  const auto& list = trainable_->list();
+  param_owner_.assign(list.size(), -1);
+  if (!heads_split()) return;
+  std::vector<bool> active(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string& name = list[i].name;
+    if (name.starts_with("heads.")) {
+      const int64_t k = std::stoll(name.substr(6, name.find('.', 6) - 6));
+      // A head that does not train has no trainable parameter (LoRA adapters go on trained heads only).
+      HYDRA_CHECK(head_owner_.count(k), "--parallel heads: parameter '", name, "' trains but head ", k,
+                  " is not a trained head");
+      param_owner_[i] = head_owner_.at(k);
+    }
+    active[i] = param_owner_[i] < 0 || param_owner_[i] == rank_;
+  }
+  trainable_->set_active(active);
+}
+
+void Trainer::share_heads() {
+  if (!heads_split()) return;
+  const auto& list = trainable_->list();
+  std::vector<Tensor> moments = optimizer_->state_slabs();
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (param_owner_[i] < 0) continue;  // the same on every rank already
+    const Tensor& p = list[i].param;
+    dist::broadcast(p.data<float>(), static_cast<size_t>(p.numel()) * sizeof(float), param_owner_[i]);
+    for (const Tensor& slab : moments) {
+      Tensor v = trainable_->view_in(slab, i);
+      dist::broadcast(v.data<float>(), static_cast<size_t>(v.numel()) * sizeof(float), param_owner_[i]);
+    }
+  }
 }
 
 void Trainer::setup_identity() {
@@ -359,13 +433,26 @@ void Trainer::setup_identity() {
                {"judge", o.judge ? o.judge->to_json() : json(nullptr)},
                {"lora", o.lora ? json{{"rank", o.lora->rank}, {"alpha", o.lora->effective_alpha()},
                                       {"dropout", o.lora->dropout}, {"targets", o.lora->targets}}
-                               : json(nullptr)}};
+                               : json(nullptr)},
+               // Which micro-batches (data) or heads (heads) a rank computes depends on both.
+               {"ranks", ranks_},
+               {"parallel", ranks_ > 1 ? parallel_mode_name(o.parallel) : "none"}};
 }
 
 void Trainer::resume_from(Checkpoint& c) {
   const json& saved = c.state.run_config;
   HYDRA_CHECK(saved.is_object(), c.path, ": the checkpoint has no run arguments to compare with");
+  // Checkpoints from before multi-process training ran in one process.
+  const int64_t saved_ranks = saved.value("ranks", int64_t{1});
+  HYDRA_CHECK(saved_ranks == ranks_, "--resume: ", c.path, " was trained by ", saved_ranks, " process(es) (MPI ranks) and this run has ",
+              ranks_, "; resume it with the same number (", saved_ranks == 1 ? "without mpirun" : "mpirun -np " + std::to_string(saved_ranks),
+              "): which micro-batches or heads a rank computes depends on it");
+  const std::string saved_parallel = saved.value("parallel", std::string("none"));
+  HYDRA_CHECK(saved_parallel == identity_.at("parallel").get<std::string>(), "--resume: ", c.path,
+              " was trained with --parallel ", saved_parallel, ", this run asks for --parallel ",
+              identity_.at("parallel").get<std::string>());
   for (const auto& [key, value] : identity_.items()) {
+    if ((key == "ranks" || key == "parallel") && !saved.contains(key)) continue;
     HYDRA_CHECK(saved.contains(key), "--resume: ", c.path, " was saved without '", key,
                 "' (made by another version of Hydra?)");
     HYDRA_CHECK(saved.at(key) == value, "--resume: ", flag_of(key), " differs from the run being resumed: it ran with ",
@@ -408,6 +495,7 @@ StepMetrics Trainer::step() {
   const int64_t s = step_ + 1;
   const double n_trained = static_cast<double>(trained_heads_.size());
   const double lr = schedule_.lr_at(s);
+  const double comm_before = dist::communication_seconds();
   trainable_->zero_grad();
 
   // LoRA dropout is on while the step runs (and only then: evaluation sees no dropout).
@@ -427,7 +515,21 @@ StepMetrics Trainer::step() {
     r.loss += head_loss[k];
   }
   r.loss /= n_trained;
-  r.grad_norm = trainable_->grad_norm();
+  if (heads_split()) {
+    // Each rank holds the gradients of its own heads (and copies of the rest, the same on every rank):
+    // each chunk's sum of squares is taken from its owner (rank 0 for the shared ones), the others add
+    // +0 (exactly), and the chunks are added in order as in one process.
+    std::vector<double> sums = trainable_->chunk_square_sums();
+    const auto& chunks = trainable_->chunks();
+    for (size_t c = 0; c < chunks.size(); ++c) {
+      const int owner = param_owner_[static_cast<size_t>(chunks[c].param)];
+      if ((owner < 0 ? 0 : owner) != rank_) sums[c] = 0.0;
+    }
+    dist::allreduce_in_rank_order(sums);
+    r.grad_norm = TrainableParameters::norm_of(sums);
+  } else {
+    r.grad_norm = trainable_->grad_norm();
+  }
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
     const std::string bad = trainable_->first_non_finite_grad();
     std::ostringstream os;
@@ -450,18 +552,20 @@ StepMetrics Trainer::step() {
   r.step_seconds = seconds_since(start);
   r.tokens_per_s = static_cast<double>(tokens) / std::max(r.step_seconds, 1e-9);
   r.elapsed_s = elapsed_before_ + seconds_since(started_);
+  r.communication_s = dist::communication_seconds() - comm_before;
   return r;
 }
 
-// Steps 2-4 of the top of trainer.h for the next-token and SFT objectives. Returns the input tokens.
+// Steps 2-4 of the top of trainer.h for the next-token and SFT objectives, and their split across
+// processes (the top of trainer.h). Returns the input tokens of the step (over every rank).
 int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_loss) {
-  const int64_t K = options_.grad_accum;
+  const int64_t M = micro_batches_per_step();
   const double n_trained = static_cast<double>(trained_heads_.size());
-  // Every micro-batch of the step first: each head's loss is token-weighted over all K of them.
-  std::vector<std::vector<Batch>> batches(static_cast<size_t>(K));
+  // Every micro-batch of the step first: each head's loss is token-weighted over all M of them.
+  std::vector<std::vector<Batch>> batches(static_cast<size_t>(M));
   std::map<int64_t, int64_t> counted;  // head -> targets counted over the step
   int64_t tokens = 0;
-  for (int64_t m = 0; m < K; ++m)
+  for (int64_t m = 0; m < M; ++m)
     for (Group& g : groups_) {
       batches[m].push_back(g.stream->next(options_.batch));
       const int64_t c = count_targets(batches[m].back().targets);
@@ -471,12 +575,28 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
   for (int64_t k : trained_heads_)
     HYDRA_CHECK(counted[k] > 0, "step ", s, ": head ", k, "'s batches have no counted target (every target ignored)");
 
-  // head_loss[k] accumulates Σ_m share · n_trained: head k's loss over the step.
-  for (int64_t m = 0; m < K; ++m) {
+  // shares[e]: entry e = (micro-batch m, group, head of the group), in that nested order, holds the
+  // head's loss share times n_trained. Each entry is computed by one rank (the others leave +0), so
+  // adding the ranks' arrays is exact, and head_loss is then summed in one process's order.
+  int64_t per_micro = 0;
+  for (const Group& g : groups_) per_micro += static_cast<int64_t>(g.heads.size());
+  std::vector<double> shares(static_cast<size_t>(M * per_micro), 0.0);
+  auto mine = [&](int64_t k) { return !heads_split() || owner_of_head(k) == rank_; };
+  // More than one micro-batch on this rank: each one's gradient alone, added in order (stash_grad).
+  const bool stash = options_.grad_accum > 1;
+  for (int64_t m = 0; m < M; ++m) {
+    if (data_split() && m % ranks_ != rank_) continue;  // another rank's micro-batch
     if (observer_) observer_->on_micro_batch(s, m);
+    int64_t e = m * per_micro;
     for (size_t gi = 0; gi < groups_.size(); ++gi) {
       const Group& g = groups_[gi];
       const Batch& batch = batches[m][gi];
+      const bool any_mine = std::any_of(g.heads.begin(), g.heads.end(), mine);
+      // Every rank runs the trunk's backward when the trunk trains (from the summed gradient below).
+      if (!any_mine && !(heads_split() && trunk_trains_)) {
+        e += static_cast<int64_t>(g.heads.size());
+        continue;
+      }
       // The trunk runs once for the group; with a graph only when one of its parameters trains.
       Tensor h;
       {
@@ -488,15 +608,48 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
       Tensor h_in = h.detach();
       if (trunk_trains_) h_in.set_requires_grad(true);
       for (int64_t k : g.heads) {
+        if (!mine(k)) {
+          ++e;
+          continue;
+        }
         Tensor logits = model_->lm_head.forward(model_->heads[k]->forward(h_in));  // shape: (B, T, V)
         Tensor share = cross_entropy_share(logits, batch.targets, static_cast<double>(counted[k]) * n_trained);
-        head_loss[k] += share.item<double>() * n_trained;
+        shares[static_cast<size_t>(e++)] = share.item<double>() * n_trained;
         if (share.requires_grad()) share.backward();
       }
-      if (trunk_trains_ && h_in.grad().defined()) h.backward(h_in.grad());
+      if (trunk_trains_ && heads_split()) {
+        // The gradient at the trunk output, summed over the ranks' heads in rank (= head) order; then
+        // every rank runs the same trunk backward and gets the same trunk gradients.
+        Tensor dh = h_in.grad().defined() ? kernels::clone_raw(h_in.grad()) : zeros(h.shape());
+        dist::allreduce_in_rank_order(std::span<float>(dh.data<float>(), static_cast<size_t>(dh.numel())));
+        h.backward(dh);
+      } else if (trunk_trains_ && h_in.grad().defined()) {
+        h.backward(h_in.grad());
+      }
+    }
+    if (stash) trainable_->stash_grad();
+  }
+  if (stash) trainable_->restore_stash();
+
+  if (ranks_ > 1) dist::allreduce_in_rank_order(shares);
+  for (int64_t m = 0, e = 0; m < M; ++m)
+    for (const Group& g : groups_)
+      for (int64_t k : g.heads) head_loss[k] += shares[static_cast<size_t>(e++)];
+
+  if (data_split()) {
+    // Rank r holds the gradient of its micro-batches; the step's is their sum in rank order.
+    dist::allreduce_in_rank_order(trainable_->grad_slab());
+  } else if (heads_split()) {
+    // Parameters outside the trunk that no head owns (the lm_head) collect gradient from every rank's
+    // heads. (The trunk's gradients are already the same everywhere, and each head's is on its owner.)
+    const auto& list = trainable_->list();
+    std::span<float> slab = trainable_->grad_slab();
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (param_owner_[i] >= 0 || list[i].name.starts_with("trunk.")) continue;
+      const auto [b, e] = trainable_->slab_range(i);
+      dist::allreduce_in_rank_order(slab.subspan(static_cast<size_t>(b), static_cast<size_t>(e - b)));
     }
   }
-
   return tokens;
 }
 
@@ -604,8 +757,24 @@ std::vector<std::string> Trainer::describe() const {
     lines.push_back(os.str());
   }
   if (eval_data_) lines.push_back("val: " + eval_data_->describe());
+  if (ranks_ > 1) {
+    os.str("");
+    if (data_split()) {
+      os << "parallel: data, " << ranks_ << " MPI ranks; rank r computes micro-batches r, r+" << ranks_ << ", ... of the "
+         << micro_batches_per_step() << " in a step";
+    } else {
+      os << "parallel: heads, " << ranks_ << " MPI ranks;";
+      for (int r = 0; r < ranks_; ++r) {
+        std::vector<int64_t> own;
+        for (int64_t k : trained_heads_)
+          if (owner_of_head(k) == r) own.push_back(k);
+        os << (r ? ";" : "") << " rank " << r << ": head(s) " << join_ints(own);
+      }
+    }
+    lines.push_back(os.str());
+  }
   os.str("");
-  os << "steps: " << schedule_.total_steps << " x " << options_.grad_accum << " micro-batch(es) of " << options_.batch
+  os << "steps: " << schedule_.total_steps << " x " << micro_batches_per_step() << " micro-batch(es) of " << options_.batch
      << " x " << options_.seq << "; " << optimizer_kind_name(options_.optimizer.kind) << " lr " << options_.lr << " ("
      << schedule_kind_name(options_.schedule) << ", warm-up " << options_.warmup << "), clip " << options_.clip;
   lines.push_back(os.str());
@@ -631,7 +800,8 @@ MemoryEstimate Trainer::memory_estimate() const {
   TrainingShape shape;
   shape.batch = options_.batch;
   shape.seq = options_.seq;
-  shape.grad_accum = options_.grad_accum;
+  shape.grad_accum = micro_batches_per_step();
+  shape.computed_micro_batches = options_.grad_accum;
   shape.data_groups = static_cast<int64_t>(groups_.size());
   shape.heads = trained_heads_;
   shape.optimizer = options_.optimizer.kind;
@@ -642,13 +812,15 @@ MemoryEstimate Trainer::memory_estimate() const {
 void Trainer::run(TrainObserver& observer) {
   observer_ = &observer;
   started_ = std::chrono::steady_clock::now();
+  // Under several processes rank 0 alone writes (logs, plots, checkpoints, the final model).
+  const bool writer = writes_files();
   std::error_code ec;
-  fs::create_directories(options_.out_dir, ec);
+  if (writer) fs::create_directories(options_.out_dir, ec);
   HYDRA_CHECK(!ec, "cannot create --out ", options_.out_dir, ": ", ec.message());
 
   std::vector<std::string> columns = {"step", "lr", "loss"};
   for (int64_t k : trained_heads_) columns.push_back("loss_head" + std::to_string(k));
-  for (const char* c : {"grad_norm", "tokens_per_s", "elapsed_s"}) columns.push_back(c);
+  for (const char* c : {"grad_norm", "tokens_per_s", "elapsed_s", "communication_s"}) columns.push_back(c);
   CsvLog metrics((fs::path(options_.out_dir) / "metrics.csv").string(), columns);
   std::unique_ptr<CsvLog> evals;
   if (eval_data_ && options_.judge) {
@@ -664,7 +836,8 @@ void Trainer::run(TrainObserver& observer) {
     }
     evals = std::make_unique<CsvLog>((fs::path(options_.out_dir) / "eval.csv").string(), ecols);
   }
-  if (options_.resume) {
+  if (!writer) {
+  } else if (options_.resume) {
     metrics.cut_back_to(step_);
     if (evals) evals->cut_back_to(step_);
   } else {
@@ -673,6 +846,7 @@ void Trainer::run(TrainObserver& observer) {
   }
   bool plot_warned = false;
   auto plot = [&] {
+    if (!writer) return;
     const std::string why = plot_losses(options_.out_dir, metrics, evals.get());
     if (!why.empty() && !plot_warned) observer.on_message("loss.svg not drawn: " + why);
     plot_warned = plot_warned || !why.empty();
@@ -687,15 +861,19 @@ void Trainer::run(TrainObserver& observer) {
     row.push_back(log_number(m.grad_norm));
     row.push_back(log_number(m.tokens_per_s));
     row.push_back(log_number(m.elapsed_s));
-    metrics.append(row);
+    row.push_back(log_number(m.communication_s));
+    if (writer) metrics.append(row);
     observer.on_step(m);
 
     const bool last = step_ == schedule_.total_steps;
     bool save_now = last || (options_.save_every > 0 && step_ % options_.save_every == 0);
     if (eval_data_ && (last || (options_.eval_every > 0 && step_ % options_.eval_every == 0))) {
-      // The run's val loss: the mean over the trained heads (the Brier score for the judge).
+      // The run's val loss: the mean over the trained heads (the Brier score for the judge). Rank 0
+      // evaluates; every rank takes its verdict (early stopping, the best step).
+      share_heads();
       double val = 0;
-      if (options_.judge) {
+      if (!writer) {
+      } else if (options_.judge) {
         const JudgeEval e = evaluate_judge();
         evals->append({std::to_string(step_), log_number(e.brier), log_number(e.accuracy), log_number(e.auroc),
                        log_number(e.ece)});
@@ -719,6 +897,7 @@ void Trainer::run(TrainObserver& observer) {
         for (int64_t k : trained_heads_) val += e.head_loss[k];
         val /= static_cast<double>(trained_heads_.size());
       }
+      dist::broadcast(&val, sizeof val, 0);
       if (best_step_ < 0 || val < best_val_loss_) {
         best_val_loss_ = val;
         best_step_ = step_;
@@ -734,18 +913,22 @@ void Trainer::run(TrainObserver& observer) {
       plot();
     }
     if (save_now && saved_at != step_) {
-      observer.on_checkpoint(step_, save_checkpoint());
+      share_heads();
+      if (writer) observer.on_checkpoint(step_, save_checkpoint());
       saved_at = step_;
     }
   }
-  if (saved_at != step_) observer.on_checkpoint(step_, save_checkpoint());
+  share_heads();
+  if (saved_at != step_ && writer) observer.on_checkpoint(step_, save_checkpoint());
   // The final model, loadable by every command, next to the logs (checkpoints keep the adapters apart).
   if (options_.merge_lora) {
     const int64_t merged = merge_lora_adapters(*model_);
     observer.on_message("merged " + std::to_string(merged) + " LoRA adapters into the final model's weights");
   }
-  write_model_files(options_.out_dir, *model_);
+  if (writer) write_model_files(options_.out_dir, *model_);
   plot();
+  // No rank leaves before rank 0 has written everything (a launcher may end the job when one exits).
+  dist::barrier();
   observer_ = nullptr;
 }
 

@@ -14,6 +14,21 @@
 //   4. The global gradient norm (pre-clip; non-finite stops the run, naming the first bad parameter),
 //      clipping with torch.nn.utils.clip_grad_norm_'s rule, then one fused optimizer pass.
 //
+// Several processes (mpirun -np P, train/distributed.h; docs/distributed.md) split a step two ways:
+//   data parallel:  every rank holds the whole model; a step has P*K micro-batches and rank r computes
+//                   numbers r, r+P, r+2P, ...; the gradients are added across ranks in rank order.
+//                   With K = 1 this is bit for bit `--grad-accum P` in one process (which, for that,
+//                   computes each micro-batch's gradient alone and adds it in order: stash_grad).
+//   head parallel:  the trained heads are split into contiguous runs, one per rank; every rank runs the
+//                   trunk, only its own heads, and (when the trunk trains) the trunk's backward from the
+//                   gradient at the trunk output summed across ranks in rank (= head) order. Parameters
+//                   no head owns and outside the trunk (the lm_head) have their gradients summed across
+//                   ranks; each rank updates its own heads, and the heads are shared out (broadcast)
+//                   before anything reads the whole model (evaluation, checkpoints, the final model).
+// Either way the loss, the gradient norm and clipping are global, every rank reads every micro-batch
+// of the step (so every data stream stays the same on every rank and each head's loss is normalized
+// by its count over the whole step), and rank 0 alone writes files.
+//
 // Trainer::run adds the loop around it: evaluation every eval_every steps, checkpoints every save_every
 // steps and at the end (the last `keep`, plus the best with keep_best), early stopping, and the files
 // in out_dir (see TrainOutputs). A run resumed from its latest checkpoint continues bit-identically to
@@ -46,6 +61,10 @@
 #include "train/trainable.h"
 
 namespace hydra::train {
+
+enum class ParallelMode { Data, Heads };
+const char* parallel_mode_name(ParallelMode mode);          // "data", "heads"
+ParallelMode parse_parallel_mode(const std::string& name);  // error listing the choices
 
 struct TrainOptions {
   // Where from and where to.
@@ -104,6 +123,9 @@ struct TrainOptions {
   bool resume = false;
 
   std::string created_by = "hydra";  // written into checkpoint manifests
+
+  // How several processes (mpirun) split the work; ignored in one process.
+  ParallelMode parallel = ParallelMode::Data;
 };
 
 // Per optimizer step.
@@ -113,6 +135,7 @@ struct StepMetrics {
   std::vector<double> head_loss;  // per trained head, in trained_heads() order
   int64_t tokens = 0;             // input positions through the trunk this step
   double step_seconds = 0, tokens_per_s = 0, elapsed_s = 0;
+  double communication_s = 0;  // of step_seconds, the time spent in collectives between processes
 };
 
 // A non-finite loss or gradient: the run stops and the last checkpoint stays as it was. Not a
@@ -166,6 +189,11 @@ class Trainer {
   MemoryEstimate memory_estimate() const;
   // The arguments that must match for a resume (the model config, data, shapes, optimizer ...).
   const nlohmann::json& run_identity() const { return identity_; }
+  // Under head parallelism, gives every rank every head's current weights and optimizer state (each
+  // rank updates only its own heads); a no-op otherwise. Collective: every rank must call it.
+  void share_heads();
+  // The rank that trains head k (0 unless heads are split across ranks).
+  int owner_of_head(int64_t k) const;
 
  private:
   struct Group;  // heads reading the same batches, with their stream
@@ -178,6 +206,12 @@ class Trainer {
   int64_t judge_forward_backward(int64_t step, std::map<int64_t, double>& head_loss);
   TrainingState training_state() const;
   void prune_checkpoints();
+  void setup_parallel();
+  bool heads_split() const { return ranks_ > 1 && options_.parallel == ParallelMode::Heads; }
+  bool data_split() const { return ranks_ > 1 && options_.parallel == ParallelMode::Data; }
+  bool writes_files() const { return rank_ == 0; }
+  // The micro-batches of one step over every rank (grad_accum, times the ranks under data parallelism).
+  int64_t micro_batches_per_step() const { return data_split() ? options_.grad_accum * ranks_ : options_.grad_accum; }
 
   TrainOptions options_;
   HydraTransformerConfig data_config_;  // the model's config, read before the model itself
@@ -194,6 +228,12 @@ class Trainer {
   std::vector<DataFileRecord> data_files_;
   nlohmann::json identity_;
   Generator dropout_gen_;  // LoRA dropout masks (saved in checkpoints as the "lora_dropout" stream)
+
+  // Processes (train/distributed.h): this one's rank, how many, and under head parallelism the owner of
+  // every trainable parameter (-1: no head owns it).
+  int rank_ = 0, ranks_ = 1;
+  std::map<int64_t, int> head_owner_;
+  std::vector<int> param_owner_;
 
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)

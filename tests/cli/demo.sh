@@ -64,7 +64,7 @@ check "the fine-tuning froze the trunk" -- grep -q "heads trained: 0,1,2 of 3 (t
 check "each head fine-tuned on its own part" -- \
   test "$(grep -c "^  data head[0-2] (heads [0-2]): .*train_part[0-2].bin" "$dir/log")" -eq 3
 check "the fine-tuning logged every head's loss" -- \
-  test "$(head -1 "$out/heads/metrics.csv")" = "step,lr,loss,loss_head0,loss_head1,loss_head2,grad_norm,tokens_per_s,elapsed_s"
+  test "$(head -1 "$out/heads/metrics.csv")" = "step,lr,loss,loss_head0,loss_head1,loss_head2,grad_norm,tokens_per_s,elapsed_s,communication_s"
 
 # The validation loss of every head and of the ensemble, from hydra eval's report, at least one nat below
 # ln(V): a uniform guess over the vocabulary (V from the tokenizer the demo trained).

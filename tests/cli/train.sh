@@ -28,7 +28,7 @@ expect 0 "done: 6 steps" -- "$hydra" train "$dir/model" --data "$dir/train.bin" 
   --steps 6 --batch 2 --seq 16 --lr 3e-3 --warmup 2 --eval-every 3 --save-every 2 --keep 2
 check "metrics.csv has a header and 6 rows" test "$(wc -l <"$dir/run/metrics.csv")" -eq 7
 check "metrics.csv columns" test "$(head -1 "$dir/run/metrics.csv")" = \
-  "step,lr,loss,loss_head0,loss_head1,loss_head2,grad_norm,tokens_per_s,elapsed_s"
+  "step,lr,loss,loss_head0,loss_head1,loss_head2,grad_norm,tokens_per_s,elapsed_s,communication_s"
 check "eval.csv has 2 rows" test "$(wc -l <"$dir/run/eval.csv")" -eq 3
 check "the last 2 checkpoints are kept" test "$(ls "$dir/run/checkpoints" | tr '\n' ' ')" = "step_00000004 step_00000006 "
 check "the final model is next to the logs" test -f "$dir/run/model.safetensors" -a -f "$dir/run/config.json"
@@ -44,7 +44,7 @@ expect 0 "memory estimate while evaluating: .* (activations .*: every head's log
   "$hydra" train "$dir/model" --data "$dir/train.bin" --val "$dir/val.bin" --eval-batch 3 --out "$dir/banner-val" \
   --steps 1 --batch 2 --seq 16
 check "--train-heads logs only that head" test "$(head -1 "$dir/heads/metrics.csv")" = \
-  "step,lr,loss,loss_head1,grad_norm,tokens_per_s,elapsed_s"
+  "step,lr,loss,loss_head1,grad_norm,tokens_per_s,elapsed_s,communication_s"
 expect 0 "done: 8 steps" -- "$hydra" train "$dir/model" --sft "$dir/qa.jsonl" --tokenizer "$tiny" --out "$dir/sft" \
   --epochs 2 --batch 3 --seq 16 --sft-eos --val "$dir/qa.jsonl"
 check "SFT evals report exact match" grep -q "exact_match_ensemble" "$dir/sft/eval.csv"
@@ -62,7 +62,7 @@ expect 0 "judge Brier" -- "$hydra" train "$dir/model" --objective uncertainty --
   --judge-head 2 --answer-head 0 --judge-tokens 1,0 --val "$dir/qa.jsonl" --out "$dir/judge" --steps 3 --batch 4 --seq 64
 check "the judge's eval.csv" test "$(head -1 "$dir/judge/eval.csv")" = "step,brier,answer_head_accuracy,auroc,ece"
 check "only the judge head trained" test "$(head -1 "$dir/judge/metrics.csv")" = \
-  "step,lr,loss,loss_head2,grad_norm,tokens_per_s,elapsed_s"
+  "step,lr,loss,loss_head2,grad_norm,tokens_per_s,elapsed_s,communication_s"
 expect 0 "ECE" -- "$hydra" eval "$dir/judge" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" \
   --judge-head 2 --answer-head 0 --judge-tokens 1,0 --seq 64 --reliability-svg "$dir/rel.svg"
 if command -v gnuplot >/dev/null; then check "reliability diagram drawn" grep -q "<svg" "$dir/rel.svg"; fi
