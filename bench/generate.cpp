@@ -9,7 +9,10 @@
 // bandwidth: the program measures that bandwidth (a parallel sum over 1 GiB) and prints, for one head
 // and for all heads, the bytes of weights a token reads and the share of that bound the decode reached.
 //
-// Usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N]
+// With --dtype bf16 every weight matrix is bfloat16 first (nn::convert_matrices_to_bfloat16; the bytes per
+// token halve) and the bf16 kernel's path is printed.
+//
+// Usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N] [--dtype fp32|bf16]
 #include <cblas.h>
 
 #include <cstdio>
@@ -19,6 +22,8 @@
 
 #include "bench/timing.h"
 #include "hydra/generate.h"
+#include "nn/module.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/gemm_small.h"
 #include "tensor/parallel.h"
 
@@ -94,17 +99,18 @@ void copy_head_zero(HydraTransformer& model) {
     if (!name.starts_with("heads.") || name.starts_with("heads.0.")) continue;
     const std::string source = "heads.0" + name.substr(name.find('.', 6));
     for (auto& [other, s] : params)
-      if (other == source) std::memcpy(t->data<float>(), s->data<float>(), sizeof(float) * static_cast<size_t>(t->numel()));
+      if (other == source) std::memcpy(t->raw_data(), s->raw_data(), dtype_size(t->dtype()) * static_cast<size_t>(t->numel()));
   }
 }
 
-void bench_preset(const std::string& preset, int new_tokens, int reps) {
+void bench_preset(const std::string& preset, int new_tokens, int reps, bool bf16) {
   auto model = HydraTransformerConfig::preset(preset).build("cpu", 1);
+  if (bf16) nn::convert_matrices_to_bfloat16(*model);
   const int64_t V = model->config().base_config.vocab_size;
   std::vector<int64_t> prompt;
   for (int64_t i = 0; i < 32; ++i) prompt.push_back((i * 7919 + 13) % V);
-  std::printf("\n%s (%lld heads), %d new tokens after a 32-token prompt, greedy:\n", preset.c_str(),
-              static_cast<long long>(model->config().n_heads), new_tokens);
+  std::printf("\n%s (%lld heads), %s weights, %d new tokens after a 32-token prompt, greedy:\n", preset.c_str(),
+              static_cast<long long>(model->config().n_heads), bf16 ? "bfloat16" : "float32", new_tokens);
   std::printf("  %-36s %12s %12s %11s\n", "mode", "prefill t/s", "decode t/s", "acceptance");
   GenerateOptions o;
   o.temperature = 0;
@@ -146,8 +152,11 @@ void bench_preset(const std::string& preset, int new_tokens, int reps) {
 }
 
 void bench_gemm(int reps) {
-  std::printf("\nfew-row GEMM (C = A Bᵀ, one thread) vs one cblas_sgemm call, microseconds:\n");
-  std::printf("  %-28s %4s %10s %10s\n", "shape (N x K)", "M", "OpenBLAS", "Hydra");
+  std::printf("\nfew-row GEMM (C = A Bᵀ, one thread) vs one cblas_sgemm call, and the bf16 product on each\n"
+              "path (tensor/gemm_bf16.h, one thread), microseconds:\n");
+  std::printf("  %-28s %4s %10s %10s %11s %11s\n", "shape (N x K)", "M", "OpenBLAS", "Hydra", "bf16 avx512",
+              "bf16 port.");
+  const bool avx512 = kernels::cpu_has_avx512_bf16();
   struct Shape {
     const char* what;
     int64_t N, K;
@@ -158,8 +167,10 @@ void bench_gemm(int reps) {
     Generator gen(1);
     const std::vector<float> a = gen.normal({4, s.K}).to_vector<float>(), b = gen.normal({s.N, s.K}).to_vector<float>();
     std::vector<float> c(static_cast<size_t>(4 * s.N));
+    std::vector<hydra::bfloat16> w(b.size());  // qualified: cblas.h has a bfloat16 of its own
+    float_to_bfloat16(b.data(), w.data(), static_cast<int64_t>(b.size()));
     for (int64_t M : {1, 4}) {
-      std::vector<double> t_blas, t_ours;
+      std::vector<double> t_blas, t_ours, t_avx512, t_portable;
       for (int r = 0; r < reps; ++r) {
         double t0 = bench::now_seconds();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(M), static_cast<blasint>(s.N),
@@ -170,9 +181,20 @@ void bench_gemm(int reps) {
         double t2 = bench::now_seconds();
         t_blas.push_back(t1 - t0);
         t_ours.push_back(t2 - t1);
+        const int threads = num_threads();
+        set_num_threads(1);
+        if (avx512)
+          kernels::gemm_bf16_on(kernels::Bf16Path::Avx512Bf16, M, s.N, s.K, a.data(), s.K, w.data(), s.K, c.data(), s.N);
+        double t3 = bench::now_seconds();
+        kernels::gemm_bf16_on(kernels::Bf16Path::Portable, M, s.N, s.K, a.data(), s.K, w.data(), s.K, c.data(), s.N);
+        double t4 = bench::now_seconds();
+        set_num_threads(threads);
+        t_avx512.push_back(t3 - t2);
+        t_portable.push_back(t4 - t3);
       }
-      std::printf("  %-28s %4lld %10.1f %10.1f\n", s.what, static_cast<long long>(M), 1e6 * bench::median(t_blas),
-                  1e6 * bench::median(t_ours));
+      std::printf("  %-28s %4lld %10.1f %10.1f %11.1f %11.1f\n", s.what, static_cast<long long>(M),
+                  1e6 * bench::median(t_blas), 1e6 * bench::median(t_ours), avx512 ? 1e6 * bench::median(t_avx512) : 0.0,
+                  1e6 * bench::median(t_portable));
     }
   }
 }
@@ -181,27 +203,35 @@ void bench_gemm(int reps) {
 
 int main(int argc, char** argv) {
   int threads = default_num_threads(), reps = 5, new_tokens = 64;
-  std::string presets = "tiny,small";
+  std::string presets = "tiny,small", dtype = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--threads") threads = std::stoi(argv[i + 1]);
     else if (flag == "--reps") reps = std::stoi(argv[i + 1]);
     else if (flag == "--new-tokens") new_tokens = std::stoi(argv[i + 1]);
     else if (flag == "--presets") presets = argv[i + 1];
+    else if (flag == "--dtype") dtype = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N]\n");
+      std::fprintf(stderr, "usage: bench_generate [--threads N] [--reps R] [--presets tiny,small] [--new-tokens N] "
+                           "[--dtype fp32|bf16]\n");
       return 2;
     }
   }
   set_num_threads(threads);
   openblas_set_num_threads(1);
   std::printf("bench_generate: %d thread(s), medians of %d runs\n", threads, reps);
+  if (dtype != "fp32" && dtype != "bf16") {
+    std::fprintf(stderr, "bench_generate: --dtype must be fp32 or bf16, got '%s'\n", dtype.c_str());
+    return 2;
+  }
+  const bool bf16 = dtype == "bf16";
+  if (bf16) std::printf("bf16 kernel: %s\n", kernels::bf16_path_name(kernels::bf16_path()));
   g_bandwidth = read_bandwidth();
   std::printf("read bandwidth (parallel sum over 1 GiB): %.1f GB/s\n", g_bandwidth / 1e9);
-  size_t begin = 0;
+  size_t begin = presets == "none" ? presets.size() + 1 : 0;  // --presets none: the GEMM table only
   while (begin <= presets.size()) {
     const size_t comma = presets.find(',', begin);
-    bench_preset(presets.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin), new_tokens, reps);
+    bench_preset(presets.substr(begin, comma == std::string::npos ? std::string::npos : comma - begin), new_tokens, reps, bf16);
     if (comma == std::string::npos) break;
     begin = comma + 1;
   }

@@ -12,12 +12,13 @@
 #include "cli/command.h"
 #include "hydra/hf_olmo2.h"
 #include "hydra/model_dir.h"
+#include "nn/module.h"
 
 namespace hydra::cli {
 
 Command add_convert_command(CLI::App& hydra) {
   struct Options {
-    std::string hf_dir, out;
+    std::string hf_dir, out, dtype = "fp32";
     int64_t n_heads = 5, heads_depth = 3, vocab_size = 0;
   };
   auto opt = std::make_shared<Options>();
@@ -29,6 +30,9 @@ Command add_convert_command(CLI::App& hydra) {
       ->check(integer_in_range(1, 100000));
   app->add_option("--vocab-size", opt->vocab_size, "Pad the vocabulary to this many rows (default: the checkpoint's)")
       ->check(integer_in_range(1, 1LL << 31));
+  add_dtype_option(app, opt->dtype,
+                   "Weights written: fp32 (default) or bf16 (every matrix as BF16, e.g. to keep a BF16 checkpoint's "
+                   "bytes; docs/formats.md)");
   return {app, [opt] {
             NoGradGuard no_grad;  // nothing here needs a gradient: record no graph
             // Refuse an existing output before reading gigabytes of weights.
@@ -39,6 +43,10 @@ Command add_convert_command(CLI::App& hydra) {
             const HydraTransformerConfig& c = model->config();
             std::cout << "convert: " << c.base_config.summary() << "; trunk " << c.trunk_layers << " + " << c.n_heads
                       << " heads x " << c.head_layers << " blocks; " << c.num_params() << " parameters\n";
+            if (parse_dtype_option(opt->dtype) == DType::BFloat16) {
+              const int64_t n = nn::convert_matrices_to_bfloat16(*model);
+              std::cout << "convert: " << n << " matrices written as BF16 (norm weights stay F32)\n";
+            }
             save_model_dir(opt->out, *model);
             std::cout << "convert: wrote " << opt->out << "/config.json and " << opt->out << "/model.safetensors\n";
             return 0;

@@ -26,7 +26,7 @@ namespace hydra::cli {
 
 Command add_eval_command(CLI::App& hydra) {
   struct Options {
-    std::string model, sft, tokenizer, token_dtype = "auto", heads, truncate = "error";
+    std::string model, sft, tokenizer, token_dtype = "auto", heads, truncate = "error", dtype = "fp32";
     std::vector<std::string> data;
     int64_t batch = 8, seq = 256, max_batches = 0, eval_tokens = 0;
     bool json = false, sft_eos = false;
@@ -36,6 +36,7 @@ Command add_eval_command(CLI::App& hydra) {
   auto opt = std::make_shared<Options>();
   CLI::App* app = hydra.add_subcommand("eval", "Evaluate a model's heads and their combinations on token data or SFT pairs");
   app->add_option("model", opt->model, "Model directory")->required();
+  add_dtype_option(app, opt->dtype, "Weights in memory: fp32 (default) or bf16 (bfloat16 matrices, half the bytes)");
   app->add_option("--data", opt->data, "Token file(s), read as one stream in order");
   app->add_option("--token-dtype", opt->token_dtype, "Id type of raw token files: auto, uint16 or uint32");
   app->add_option("--sft", opt->sft, "A JSON Lines file of {\"prompt\", \"answer\"} (instead of --data)");
@@ -78,7 +79,7 @@ Command add_eval_command(CLI::App& hydra) {
               opt->judge.validate(config.n_heads);
               const io::Tokenizer tokenizer = io::Tokenizer::load(opt->tokenizer);
               const auto [id_a, id_b] = train::judge_token_ids(tokenizer, opt->judge, V);
-              auto model = load_model_dir(opt->model);
+              auto model = load_model_dir(opt->model, parse_dtype_option(opt->dtype));
               train::JudgeDataset rows(train::prepare_judge_examples(*model, opt->sft, tokenizer, opt->judge, opt->seq),
                                        opt->sft, config.base_config.d_model);
               const train::JudgeEval e =
@@ -138,7 +139,7 @@ Command add_eval_command(CLI::App& hydra) {
               }
               data = std::make_shared<train::TokenWindows>(std::move(files), opt->seq, opt->seq, opt->eval_tokens);
             }
-            auto model = load_model_dir(opt->model);
+            auto model = load_model_dir(opt->model, parse_dtype_option(opt->dtype));
             train::EvalOptions eo;
             eo.batch_size = opt->batch;
             eo.max_batches = opt->max_batches;

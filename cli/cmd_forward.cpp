@@ -83,7 +83,7 @@ Tensor token_ids(Tensor ids, const std::string& source) {
 
 Command add_forward_command(CLI::App& hydra) {
   struct Options {
-    std::string model, tokens, tokens_file, heads, residual, hidden_heads, hidden_out, out;
+    std::string model, tokens, tokens_file, heads, residual, hidden_heads, hidden_out, out, dtype = "fp32";
     bool last_token_only = false;
   };
   auto opt = std::make_shared<Options>();
@@ -100,6 +100,7 @@ Command add_forward_command(CLI::App& hydra) {
   hh->needs(ho);
   ho->needs(hh);
   app->add_option("--out", opt->out, "Output logits .npy")->required();
+  add_dtype_option(app, opt->dtype, "Weights in memory: fp32 (default) or bf16 (bfloat16 matrices, half the bytes)");
   return {app, [opt, heads_opt, hh] {
             NoGradGuard no_grad;  // inference: record no graph
             HYDRA_CHECK(!opt->tokens.empty() || !opt->tokens_file.empty(), "forward: give --tokens or --tokens-file");
@@ -130,7 +131,7 @@ Command add_forward_command(CLI::App& hydra) {
                           " does not match (batch, seq, d_model) = ", shape_str(want));
               residual = cast(r, DType::Float32);
             }
-            auto model = load_model_dir(opt->model);
+            auto model = load_model_dir(opt->model, parse_dtype_option(opt->dtype));
             if (hh->count() > 0) {
               auto [logits, hidden] = model->residual_forward(ids, hidden_heads, heads, opt->last_token_only);
               io::AtomicFile logits_out(opt->out), hidden_out(opt->hidden_out);

@@ -36,6 +36,7 @@
 #include "hydra/model_dir.h"
 #include "io/tokenizer.h"
 #include "io/utf8.h"
+#include "tensor/gemm_bf16.h"
 #include "train/judge.h"
 
 namespace hydra::cli {
@@ -99,7 +100,7 @@ std::string dump(const nlohmann::ordered_json& j) { return j.dump(-1, ' ', false
 
 Command add_generate_command(CLI::App& hydra) {
   struct Options {
-    std::string model, prompt, tokenizer, tokens, combine = "mean", heads, beta;
+    std::string model, prompt, tokenizer, tokens, combine = "mean", heads, beta, dtype = "fp32";
     std::vector<std::string> stops;
     GenerateOptions g;
     int64_t draft_head = -1;
@@ -112,6 +113,7 @@ Command add_generate_command(CLI::App& hydra) {
   GenerateOptions& g = opt->g;
   CLI::App* app = hydra.add_subcommand("generate", "Continue a prompt with the model's heads (KV-cached, batch 1)");
   app->add_option("model", opt->model, "Model directory")->required();
+  add_dtype_option(app, opt->dtype, "Weights in memory: fp32 (default) or bf16 (bfloat16 matrices, half the bytes)");
   auto* prompt = app->add_option("--prompt", opt->prompt, "Prompt text (needs --tokenizer; <|endoftext|> is the special token)");
   auto* tokens = app->add_option("--tokens", opt->tokens, "Prompt token ids, e.g. 1,2,3");
   prompt->excludes(tokens);
@@ -229,7 +231,11 @@ Command add_generate_command(CLI::App& hydra) {
               judge.parse_tokens(opt->judge_tokens);
               train::judge_token_ids(*tokenizer, judge, V);  // each one token
             }
-            auto model = load_model_dir(opt->model);
+            const DType weights = parse_dtype_option(opt->dtype);
+            auto model = load_model_dir(opt->model, weights);
+            if (weights == DType::BFloat16)
+              std::fprintf(stderr, "generate: bfloat16 weights, bf16 kernel: %s\n",
+                           kernels::bf16_path_name(kernels::bf16_path()));
 
             TextStream text(opt->stops, opt->json);
             int64_t index = 0;

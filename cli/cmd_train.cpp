@@ -256,6 +256,7 @@ Command add_train_command(CLI::App& hydra) {
     std::string sample_prompt;
     std::string lora_targets = "w1,w2,w3";
     std::string parallel = "data";
+    std::string dtype = "fp32";
   };
   auto opt = std::make_shared<Options>();
   train::TrainOptions& t = opt->t;
@@ -264,6 +265,7 @@ Command add_train_command(CLI::App& hydra) {
       ->required();
   app->add_option("--out", t.out_dir, "Run directory: checkpoints/, metrics.csv, eval.csv, loss.svg, the final model")
       ->required();
+  add_dtype_option(app, opt->dtype, "Weights: fp32 only (bf16 is for inference: forward, eval, generate)");
   // Data.
   app->add_option("--data", opt->data, "Token file(s) read as one stream in order; repeatable; a quoted glob is sorted");
   app->add_option("--val", opt->val, "Validation token file(s) (or, with --sft, a JSON Lines file)");
@@ -341,6 +343,8 @@ Command add_train_command(CLI::App& hydra) {
       ->check(integer_in_range(1, int64_t{1} << 40));
 
   return {app, [opt] {
+            HYDRA_CHECK(parse_dtype_option(opt->dtype) == DType::Float32, "--dtype ", opt->dtype,
+                        ": bfloat16 weights are for inference (forward, eval, generate); training needs float32");
             train::TrainOptions& t = opt->t;
             t.data = expand_all(opt->data, "--data");
             t.val = expand_all(opt->val, "--val");

@@ -23,6 +23,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tensor/dtype.h"
 #include "tensor/error.h"
 
 namespace hydra::cli {
@@ -53,6 +54,23 @@ inline CLI::Validator integer_in_range(long long lo, long long hi) {
         return "";
       },
       "");  // the option's help text states the range
+}
+
+// --dtype of the inference commands: how the weights are held in memory. fp32 (or float32, the default)
+// as trained; bf16 (or bfloat16) rounds every matrix to bfloat16 when loading (docs/generation.md,
+// 'bfloat16 weights'). Any other value is a parse error naming it (exit 2).
+inline CLI::Option* add_dtype_option(CLI::App* app, std::string& dtype, const std::string& what) {
+  return app
+      ->add_option("--dtype", dtype, what)
+      ->check(CLI::Validator(
+          [](std::string& value) -> std::string {
+            if (value == "fp32" || value == "float32" || value == "bf16" || value == "bfloat16") return "";
+            return "expected fp32 or bf16, got '" + value + "'";
+          },
+          ""));
+}
+inline DType parse_dtype_option(const std::string& dtype) {
+  return dtype == "bf16" || dtype == "bfloat16" ? DType::BFloat16 : DType::Float32;
 }
 
 // "1,2,3" -> {1, 2, 3}, or a hydra::Error naming `flag` and the part that is not a whole number

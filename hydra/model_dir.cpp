@@ -1,6 +1,9 @@
 // Model directories: writing, and loading without waste (the contract is in model_dir.h).
 #include "hydra/model_dir.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +17,7 @@
 #include "io/input_file.h"
 #include "io/json_file.h"
 #include "io/mmap_file.h"
+#include "tensor/bfloat16.h"
 #include "tensor/parallel.h"
 
 namespace hydra {
@@ -90,9 +94,26 @@ int64_t first_non_finite(const float* p, int64_t n) {
 
 }  // namespace
 
+namespace {
+
+// A bfloat16 tensor's first NaN or infinity (exponent bits all ones), serially: the tensors checked
+// here are a BF16 file's, used in place, whose pages are read once anyway.
+void check_finite_bfloat16(const std::string& name, const Tensor& t, const std::string& file) {
+  const bfloat16* p = t.data<bfloat16>();
+  for (int64_t i = 0, n = t.numel(); i < n; ++i)
+    HYDRA_CHECK((p[i].bits & 0x7f80u) != 0x7f80u, file, ": tensor '", name, "' holds ", to_float(p[i]), " at index ", i,
+                " (the first non-finite weight); NaN and infinite weights are refused");
+}
+
+}  // namespace
+
 void check_finite_weights(const nn::StateDict& state, const std::string& file) {
   constexpr int64_t kChunk = 1 << 18;
   for (const auto& [name, t] : state) {
+    if (t.dtype() == DType::BFloat16) {
+      check_finite_bfloat16(name, t, file);
+      continue;
+    }
     HYDRA_ASSERT(t.dtype() == DType::Float32 && t.is_contiguous(), "check_finite_weights: '", name,
                  "' is not contiguous float32");
     const float* p = t.data<float>();
@@ -110,7 +131,60 @@ void check_finite_weights(const nn::StateDict& state, const std::string& file) {
   }
 }
 
-std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {
+namespace {
+
+// Gives the whole pages inside [begin, begin + nbytes) of a copy-on-write file mapping back to the OS.
+// Pages never written are dropped (a later read would fetch the file's bytes again), so the process
+// stops holding them.
+void release_mapped_pages(const void* begin, size_t nbytes) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(begin) + nbytes) / page * page;
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
+
+// One matrix of the file as bfloat16: a BF16 tensor as it is (in place when aligned), any other float
+// tensor checked finite, rounded, and its mapped pages released.
+Tensor bfloat16_matrix(const std::shared_ptr<const io::MappedFile>& mapping, const io::SafetensorsHeader& header,
+                       const io::SafetensorsTensorInfo& info, const std::string& file) {
+  if (info.dtype == "BF16") {
+    const char* src = mapping->data() + header.data_start + info.data_begin;
+    Tensor t;
+    if (mapping->access() == io::MapAccess::CopyOnWrite && reinterpret_cast<uintptr_t>(src) % 2 == 0) {
+      t = from_blob(mapping->writable_data() + header.data_start + info.data_begin, info.shape, DType::BFloat16,
+                    std::const_pointer_cast<io::MappedFile>(mapping));
+    } else {
+      t = empty(info.shape, DType::BFloat16);
+      std::memcpy(t.raw_data(), src, info.data_end - info.data_begin);
+    }
+    check_finite_bfloat16(info.name, t, file);
+    return t;
+  }
+  const Tensor wide = io::safetensors_tensor(mapping, header, info);  // float32: a view of the mapping for F32
+  const char* bytes = static_cast<const char*>(wide.raw_data());
+  const bool mapped = bytes >= mapping->data() && bytes < mapping->data() + mapping->size();
+  Tensor t = empty(info.shape, DType::BFloat16);
+  const float* src = wide.data<float>();
+  bfloat16* dst = t.data<bfloat16>();
+  // In chunks, each checked, rounded and released before the next is read: at most one chunk of the
+  // float32 tensor is resident at a time (the largest matrices are tens of MB).
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  for (int64_t begin = 0, n = wide.numel(); begin < n; begin += kChunk) {
+    const int64_t len = std::min(kChunk, n - begin), bad = first_non_finite(src + begin, len);
+    HYDRA_CHECK(bad < 0, file, ": tensor '", info.name, "' holds ", src[begin + bad], " at index ", begin + bad,
+                " (the first non-finite weight); NaN and infinite weights are refused");
+    float_to_bfloat16(src + begin, dst + begin, len);
+    // From the tensor's start: a page straddling two chunks goes with the second.
+    if (mapped) release_mapped_pages(src, static_cast<size_t>(begin + len) * sizeof(float));
+  }
+  return t;
+}
+
+}  // namespace
+
+std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights_dtype) {
+  HYDRA_CHECK(weights_dtype == DType::Float32 || weights_dtype == DType::BFloat16,
+              "load_model_dir: weights can be loaded as float32 or bfloat16, not ", dtype_name(weights_dtype));
   const HydraTransformerConfig config = load_model_config(dir);
   const std::string weights = (fs::path(dir) / "model.safetensors").string();
   const io::InputFile in = io::InputFile::open(weights, "model weights");
@@ -119,8 +193,22 @@ std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir) {
   // The same open file is mapped: what was checked is what is used.
   const std::shared_ptr<const io::MappedFile> mapping = io::MappedFile::map(in, io::MapAccess::CopyOnWrite);
   nn::StateDict state;
-  for (const io::SafetensorsTensorInfo& t : header.tensors) state[t.name] = io::safetensors_tensor(mapping, header, t);
-  check_finite_weights(state, weights);
+  if (weights_dtype == DType::BFloat16) {
+    // In name order, so a non-finite weight is reported as the float32 load reports it.
+    std::map<std::string, const io::SafetensorsTensorInfo*> by_name;
+    for (const io::SafetensorsTensorInfo& t : header.tensors) by_name[t.name] = &t;
+    for (const auto& [name, t] : by_name) {
+      if (t->shape.size() == 2) {
+        state[name] = bfloat16_matrix(mapping, header, *t, weights);  // checked finite there
+        continue;
+      }
+      state[name] = io::safetensors_tensor(mapping, header, *t);
+      check_finite_weights({{name, state[name]}}, weights);
+    }
+  } else {
+    for (const io::SafetensorsTensorInfo& t : header.tensors) state[t.name] = io::safetensors_tensor(mapping, header, t);
+    check_finite_weights(state, weights);
+  }
   auto model = config.build("meta");
   try {
     model->assign_state_dict(state);

@@ -40,7 +40,11 @@ void check_weights_match_config(const io::SafetensorsHeader& header, const Hydra
                                 const std::string& file);
 // Reads the config and the weights (see the top of this file), then the adapters when
 // adapter_config.json is present; every error names the file and what is wrong.
-std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir);
+// weights = DType::BFloat16 loads for inference with every matrix in bfloat16 (norm weights stay float32;
+// nn::convert_matrices_to_bfloat16): BF16 tensors of the file are used in place, F32 (and F16) ones are
+// rounded one tensor at a time and the mapped float32 pages are given back to the OS right after
+// (madvise), so the float32 weights are never resident all at once.
+std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights = DType::Float32);
 // Error naming the first tensor (in name order) that holds a NaN or an infinity, and its index.
 void check_finite_weights(const nn::StateDict& state, const std::string& file);
 

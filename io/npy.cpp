@@ -35,8 +35,9 @@ const char* descr_of(DType dtype) {
     case DType::Float64: return "<f8";
     case DType::Int32: return "<i4";
     case DType::Int64: return "<i8";
+    case DType::BFloat16: break;
   }
-  HYDRA_ASSERT(false, "unhandled dtype");
+  HYDRA_CHECK(false, ".npy has no ", dtype_name(dtype), " type (convert the tensor to float32 first)");
   return "";
 }
 

@@ -4,6 +4,7 @@
 
 #include "autograd/ops.h"
 #include "autograd/record.h"
+#include "tensor/bfloat16.h"
 #include "tensor/dispatch.h"
 #include "tensor/index.h"
 
@@ -39,12 +40,17 @@ Tensor embedding_backward(const Shape& weight_shape, const Tensor& flat_ids, con
 Tensor embedding(const Tensor& ids, const Tensor& weight) {
   HYDRA_CHECK(weight.dim() == 2, "embedding: weight ", shape_str(weight.shape()), " must be (V, C)");
   Tensor flat = checked_token_ids(ids, weight.size(0));     // shape: (B*T)
+  Shape out_shape = ids.shape();
+  out_shape.push_back(weight.size(1));
+  if (weight.dtype() == DType::BFloat16) {
+    // An inference table: the rows are widened to float32 (exactly) and no gradient is recorded.
+    HYDRA_CHECK(weight.is_contiguous(), "embedding: the bfloat16 table ", shape_str(weight.shape()), " must be dense");
+    return view(bfloat16_to_float32(kernels::index_select_raw(weight, 0, flat)), out_shape);  // shape: (B, T, C)
+  }
   Tensor rows = kernels::index_select_raw(weight, 0, flat);  // shape: (B*T, C)
   rows = record("embedding", rows, {weight}, [shape = weight.shape(), flat](const Tensor& dout, const Needs&) {
     return Grads{embedding_backward(shape, flat, dout)};
   });
-  Shape out_shape = ids.shape();
-  out_shape.push_back(weight.size(1));
   return view(rows, out_shape);  // shape: (B, T, C)
 }
 

@@ -3,7 +3,8 @@
 // Shapes: ids (B, T) (any shape works) int32/int64, weight (V, C) -> (B, T, C). The forward copies one
 // row per token; the backward scatter-adds dy into the rows used (a token seen twice gets both
 // gradients), deterministically for any thread count. No padding index, no max-norm, no scaling
-// (OLMo-2 has embed_scale None).
+// (OLMo-2 has embed_scale None). A bfloat16 table (inference) gives float32 rows, widened exactly, and
+// records no gradient.
 //
 // The token-id range check here is the only one a model's forward makes (HydraTransformer::forward and
 // the CLI rely on it): the lookup kernel below it only asserts.

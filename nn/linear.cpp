@@ -1,16 +1,23 @@
 #include "nn/linear.h"
 
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "nn/lora.h"
+#include "tensor/copy.h"
+#include "tensor/gemm_bf16.h"
 
 namespace hydra::nn {
 
 namespace {
 
-void check_linear(const Tensor& x, const Tensor& weight) {
+void check_linear_shapes(const Tensor& x, const Tensor& weight) {
   HYDRA_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ",
               shape_str(x.shape()), " and weight ", shape_str(weight.shape()),
               " do not match (the weight must be [out, in] with in = the input's last dim)");
+}
+
+void check_linear(const Tensor& x, const Tensor& weight) {
+  check_linear_shapes(x, weight);
   HYDRA_CHECK(x.dtype() == weight.dtype(), "linear: input ", shape_str(x.shape()), " is ", dtype_name(x.dtype()),
               " but weight ", shape_str(weight.shape()), " is ", dtype_name(weight.dtype()));
 }
@@ -22,9 +29,29 @@ int64_t leading_rows(const Tensor& x) {
   return n;
 }
 
+// A bfloat16 weight (inference only): float32 x times the bf16 weight (tensor/gemm_bf16.h), float32 out.
+// No graph is recorded, so a caller that wants gradients is refused rather than silently given none.
+Tensor linear_bf16(const Tensor& x, const Tensor& weight) {
+  HYDRA_CHECK(x.dtype() == DType::Float32, "linear: input ", shape_str(x.shape()), " is ", dtype_name(x.dtype()),
+              "; a bfloat16 weight ", shape_str(weight.shape()), " takes float32 inputs");
+  HYDRA_CHECK(!grad_mode_enabled() || !x.requires_grad(), "linear: weight ", shape_str(weight.shape()),
+              " is bfloat16, which is for inference only (no gradient flows through it); train with float32 "
+              "weights");
+  HYDRA_CHECK(weight.is_contiguous(), "linear: the bfloat16 weight ", shape_str(weight.shape()), " must be dense");
+  const int64_t in = weight.size(1), out = weight.size(0), n = leading_rows(x);
+  const Tensor dense = kernels::contiguous_raw(x);  // shape: (..., in), read as (N, in)
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  Tensor y = empty(out_shape);  // shape: (..., out)
+  kernels::gemm_bf16(n, out, in, dense.data<float>(), in, weight.data<bfloat16>(), in, y.data<float>(), out);
+  return y;
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight) {
+  check_linear_shapes(x, weight);
+  if (weight.dtype() == DType::BFloat16) return linear_bf16(x, weight);
   check_linear(x, weight);
   const int64_t in = weight.size(1), out = weight.size(0);
   // A 2-D x goes in as it is, so a transposed view reaches GEMM as a flag; other ranks flatten their

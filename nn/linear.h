@@ -7,6 +7,9 @@
 // linear_reference is the same map built from broadcasting, mul and sum (no matmul), for the tests.
 //
 // A Linear may carry a LoRA adapter (nn/lora.h); forward then adds it.
+//
+// The weight may also be bfloat16 (nn::convert_matrices_to_bfloat16, for inference): x stays float32,
+// the product is tensor/gemm_bf16.h's, and no gradient is recorded (asking for one is an error).
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "autograd/grad_mode.h"
+#include "tensor/bfloat16.h"
 #include "tensor/copy.h"
 
 namespace hydra::nn {
@@ -107,14 +108,27 @@ void Module::load_state_dict(const StateDict& state) {
 void Module::assign_state_dict(const StateDict& state) {
   check_state_matches(state, "assign_state_dict");
   for (const auto& [name, t] : state)
-    HYDRA_CHECK(t.defined() && !t.is_meta() && t.dtype() == DType::Float32 && t.is_contiguous(),
-                "assign_state_dict: tensor '", name, "' must be a contiguous float32 tensor with data, got ",
+    HYDRA_CHECK(t.defined() && !t.is_meta() && (t.dtype() == DType::Float32 || t.dtype() == DType::BFloat16) &&
+                    t.is_contiguous(),
+                "assign_state_dict: tensor '", name, "' must be a contiguous float32 or bfloat16 tensor with data, got ",
                 t.defined() ? dtype_name(t.dtype()) : "an undefined tensor");
   for (auto& [name, p] : named_parameters()) {
     const bool requires_grad = p->requires_grad();
     *p = state.at(name).detach();
-    p->set_requires_grad(requires_grad);
+    // A bfloat16 weight is for inference: it never takes a gradient (set_requires_grad would refuse).
+    if (p->dtype() == DType::Float32) p->set_requires_grad(requires_grad);
   }
+}
+
+int64_t convert_matrices_to_bfloat16(Module& root) {
+  int64_t converted = 0;
+  for (auto& [name, p] : root.named_parameters()) {
+    if (p->dim() != 2 || p->dtype() != DType::Float32) continue;
+    HYDRA_CHECK(!p->is_meta(), "convert_matrices_to_bfloat16: parameter '", name, "' has no memory (a meta model)");
+    *p = to_bfloat16(*p);  // requires_grad off: bfloat16 weights are for inference only
+    ++converted;
+  }
+  return converted;
 }
 
 int64_t Module::num_params() const {

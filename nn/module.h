@@ -61,8 +61,8 @@ class Module {
   void load_state_dict(const StateDict& state);
   // Makes each parameter the tensor of its name in `state`, without copying (the module then shares that
   // memory: a memory-mapped weight file, say); the parameters may be meta before. As strict as
-  // load_state_dict, and every tensor must be a defined, contiguous float32 tensor with data. Each
-  // parameter keeps its requires_grad setting.
+  // load_state_dict, and every tensor must be a defined, contiguous float32 or bfloat16 tensor with
+  // data. Each float32 parameter keeps its requires_grad setting (bfloat16 ones take no gradient).
   void assign_state_dict(const StateDict& state);
 
   // Total number of parameter elements (works on meta modules).
@@ -106,6 +106,12 @@ std::string state_mismatch_message(const std::string& title, const std::vector<s
                                    const std::vector<std::string>& unexpected,
                                    const std::vector<std::string>& wrong_shape, const char* wrong_what,
                                    size_t max_listed);
+
+// Makes every float32 matrix (2-D parameter: linear weights, the embedding table, LoRA matrices) of
+// `root` a new bfloat16 tensor (tensor/bfloat16.h: round to nearest even), for inference with half the
+// weight bytes; vectors (the norms' weights) stay float32. The converted parameters take no gradient,
+// so training on them is refused. Returns how many were converted.
+int64_t convert_matrices_to_bfloat16(Module& root);
 
 // Shell-style glob match used by set_trainable.
 bool glob_match(const std::string& pattern, const std::string& name);

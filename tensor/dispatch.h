@@ -42,8 +42,10 @@ decltype(auto) dispatch_all(DType dt, const char* op, F&& f) {
     case DType::Float64: return f(double{});
     case DType::Int32: return f(int32_t{});
     case DType::Int64: return f(int64_t{});
+    case DType::BFloat16: break;
   }
-  throw Error(detail::concat_message(op, ": unsupported dtype"));
+  throw Error(detail::concat_message(op, ": ", dtype_name(dt),
+                                     " tensors are storage only (inference weights); this op does not accept them"));
 }
 
 }  // namespace hydra

@@ -241,7 +241,7 @@ TEST_CASE("load_model_dir refuses NaN and infinite weights, naming the first ten
   expect_error("inf", [&] { load_model_dir(m); }, {"tensor 'lm_head.w_out.weight' holds -inf at index 1048575"});
 }
 
-TEST_CASE("build(\"empty\") + load_state_dict equals build(\"cpu\"); assign_state_dict takes only contiguous float32") {
+TEST_CASE("build(\"empty\") + load_state_dict equals build(\"cpu\"); assign_state_dict takes only contiguous float32 or bfloat16") {
   const auto config = HydraTransformerConfig::preset("tiny");
   const auto a = config.build("cpu", 9);
   const auto b = config.build("empty");
@@ -252,7 +252,7 @@ TEST_CASE("build(\"empty\") + load_state_dict equals build(\"cpu\"); assign_stat
   auto state = a->state_dict();
   state["lm_head.norm.weight"] = zeros({256}, DType::Float64);
   expect_error("float64", [&] { meta->assign_state_dict(state); },
-               {"assign_state_dict: tensor 'lm_head.norm.weight' must be a contiguous float32 tensor", "float64"});
+               {"assign_state_dict: tensor 'lm_head.norm.weight' must be a contiguous float32 or bfloat16 tensor", "float64"});
   state = a->state_dict();
   state.erase("lm_head.norm.weight");
   expect_error("missing", [&] { meta->assign_state_dict(state); }, {"assign_state_dict", "1 missing: lm_head.norm.weight"});

@@ -230,6 +230,8 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
   e.weights = 4 * (base + adapters);
   e.gradients = 4 * trainable;
   e.optimizer = (shape.optimizer == OptimizerKind::AdamW ? 2 : 1) * e.gradients;
+  const int64_t computed = shape.computed_micro_batches > 0 ? shape.computed_micro_batches : shape.grad_accum;
+  if (computed > 1 && !shape.judge) e.gradients *= 2;  // the stash
 
   // Every micro-batch of the step is read first: inputs and targets, int64. (The judge reads one at a
   // time, each with the answer head's hidden states, which it adds to the trunk's output.)

@@ -35,7 +35,7 @@ namespace hydra::train {
 // Bytes, by what holds them.
 struct MemoryEstimate {
   double weights = 0;      // the parameter slab, and the LoRA adapters' own slab
-  double gradients = 0;    // the gradient slab: trainable parameters only
+  double gradients = 0;    // the gradient slab: trainable parameters only (twice, with the stash)
   double optimizer = 0;    // AdamW: exp_avg and exp_avg_sq; SGD: the momentum buffer
   double activations = 0;  // at the peak: the graph's saved tensors, logits, gradients in flight, RoPE tables
   double total() const { return weights + gradients + optimizer + activations; }
@@ -50,7 +50,10 @@ MemoryEstimate estimate_evaluation(const HydraTransformerConfig& config, int64_t
 
 // The shape of a training step as Trainer::step runs it.
 struct TrainingShape {
-  int64_t batch = 1, seq = 1, grad_accum = 1;
+  int64_t batch = 1, seq = 1, grad_accum = 1;  // grad_accum: the micro-batches the step reads
+  // Of those, the ones this process computes (0: all of them; fewer under data parallelism, mpirun).
+  // More than one costs the gradient stash, a second gradient-sized slab (train/trainable.h).
+  int64_t computed_micro_batches = 0;
   int64_t data_groups = 1;     // data streams per micro-batch (shared data: 1; per-head data or shards: more)
   std::vector<int64_t> heads;  // the heads that run: the trained ones
   OptimizerKind optimizer = OptimizerKind::AdamW;

@@ -801,7 +801,8 @@ MemoryEstimate Trainer::memory_estimate() const {
   TrainingShape shape;
   shape.batch = options_.batch;
   shape.seq = options_.seq;
-  shape.grad_accum = options_.grad_accum;
+  shape.grad_accum = micro_batches_per_step();
+  shape.computed_micro_batches = options_.grad_accum;
   shape.data_groups = static_cast<int64_t>(groups_.size());
   shape.heads = trained_heads_;
   shape.optimizer = options_.optimizer.kind;

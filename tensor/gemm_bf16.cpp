@@ -1,0 +1,246 @@
+// float32 × bfloat16 products on two paths with the same bits (the contract is in gemm_bf16.h).
+//
+// GCC 12's AVX-512 intrinsics give their "undefined" operands their own value, which -Wuninitialized
+// reports once they are inlined at -O3: a warning about the header, silenced for it alone (the pragma
+// must precede the header's first inclusion, so it comes first).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "tensor/gemm_bf16.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tensor/error.h"
+#include "tensor/parallel.h"
+
+namespace hydra::kernels {
+
+namespace {
+
+constexpr int kLanes = 16;               // float32 sums per element: one 512-bit register
+constexpr int64_t kChunk = 2 * kLanes;   // bfloat16 values one vdpbf16ps consumes per operand
+constexpr int kRows = 4, kCols = 4;      // register block: 4 rows of A × 4 rows of W, 16 sums in flight
+
+int64_t padded(int64_t K) { return (K + kChunk - 1) / kChunk * kChunk; }
+
+// ---- the arithmetic both paths share ----
+
+// A bfloat16 below the normal range reads as zero (vdpbf16ps treats its inputs so), sign kept.
+uint16_t zero_if_subnormal(uint16_t b) { return (b & 0x7f80u) == 0 ? static_cast<uint16_t>(b & 0x8000u) : b; }
+
+// A float32 sum below the normal range becomes zero (vdpbf16ps flushes its results so), sign kept.
+float flush_subnormal(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+float reduce_lanes(float* acc) {
+  for (int width = kLanes / 2; width >= 1; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0];
+}
+
+// Rows of A rounded to bfloat16 (subnormals read as zero), each zero-padded to padded(K) values.
+std::vector<uint16_t> rounded_rows(int64_t M, int64_t K, const float* A, int64_t lda) {
+  const int64_t Kp = padded(K);
+  std::vector<uint16_t> out(static_cast<size_t>(M * Kp), 0);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k)
+      out[static_cast<size_t>(i * Kp + k)] = zero_if_subnormal(float_to_bfloat16_bits(A[i * lda + k]));
+  return out;
+}
+
+// ---- portable path: plain float code, one element at a time in the contract's order ----
+
+// Pair p of a bfloat16 row as two float32 values (odd = the high half, even = the low half).
+struct Pair {
+  float odd, even;
+};
+Pair widen_pair(uint16_t even, uint16_t odd) {
+  return {bfloat16_bits_to_float(zero_if_subnormal(odd)), bfloat16_bits_to_float(zero_if_subnormal(even))};
+}
+
+// c = Σ over the padded row, 16 lanes, odd product then even product per pair, each sum flushed.
+// w holds K values; past K it reads as zero, as the padded a row does.
+float dot_portable(const uint16_t* a, const uint16_t* w, int64_t K) {
+  float acc[kLanes] = {};
+  const int64_t Kp = padded(K);
+  uint16_t tail[kChunk];
+  for (int64_t k = 0; k < Kp; k += kChunk) {
+    const uint16_t* wk = w + k;
+    if (k + kChunk > K) {  // the last chunk of a row whose length is not a multiple of 32
+      std::fill(tail, tail + kChunk, uint16_t{0});
+      std::copy(w + k, w + K, tail);
+      wk = tail;
+    }
+    for (int l = 0; l < kLanes; ++l) {
+      const Pair x = widen_pair(a[k + 2 * l], a[k + 2 * l + 1]), y = widen_pair(wk[2 * l], wk[2 * l + 1]);
+      // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
+      // instruction's add does.
+      acc[l] = flush_subnormal(std::fma(x.odd, y.odd, acc[l]));
+      acc[l] = flush_subnormal(std::fma(x.even, y.even, acc[l]));
+    }
+  }
+  return reduce_lanes(acc);
+}
+
+void tile_portable(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, const uint16_t* Abf,
+                   const bfloat16* W, int64_t ldw, float* C, int64_t ldc) {
+  const int64_t Kp = padded(K);
+  for (int64_t n = c0; n < c1; ++n) {
+    const uint16_t* w = &W[n * ldw].bits;
+    for (int64_t i = r0; i < r1; ++i) C[i * ldc + n] = dot_portable(Abf + i * Kp, w, K);
+  }
+}
+
+// ---- avx512_bf16 path ----
+
+#define HYDRA_AVX512_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
+
+// reduce_lanes on a register: the same pairwise additions (lane l += lane l + 8, then + 4, + 2, + 1),
+// so the same bits, without going through memory (with K in the hundreds the reduction would otherwise
+// cost as much as the sums).
+HYDRA_AVX512_BF16 inline float reduce_lanes_avx512(__m512 v) {
+  const __m256 high8 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), high8);
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
+// RB rows of A × CB rows of W, every sum in a register; the same per-element order as dot_portable
+// (vdpbf16ps does the odd then the even product of each pair, flushing subnormals).
+template <int RB, int CB>
+HYDRA_AVX512_BF16 void block_avx512(const uint16_t* a, int64_t Kp, const uint16_t* w, int64_t ldw, int64_t K,
+                                    float* c, int64_t ldc) {
+  __m512 acc[RB][CB];
+  for (int r = 0; r < RB; ++r)
+    for (int j = 0; j < CB; ++j) acc[r][j] = _mm512_setzero_ps();
+  const int64_t full = K / kChunk * kChunk;
+  __m512i wv[CB];
+  for (int64_t k = 0; k <= full; k += kChunk) {
+    if (k < full) {
+      for (int j = 0; j < CB; ++j) {
+        wv[j] = _mm512_loadu_si512(w + j * ldw + k);
+        // The next block's weight rows (the same offset CB rows on): with rows of a few hundred values a
+        // block is over before the hardware prefetcher has ramped up.
+        _mm_prefetch(reinterpret_cast<const char*>(w + (CB + j) * ldw + k), _MM_HINT_T0);
+      }
+    } else if (full < K) {  // the weight rows' last K - full values; the rest of the chunk reads as zero
+      const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (K - full)) - 1);
+      for (int j = 0; j < CB; ++j) wv[j] = _mm512_maskz_loadu_epi16(mask, w + j * ldw + full);
+    } else {
+      break;
+    }
+    for (int r = 0; r < RB; ++r) {
+      const __m512i av = _mm512_loadu_si512(a + r * Kp + k);
+      for (int j = 0; j < CB; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)av, (__m512bh)wv[j]);
+    }
+  }
+  for (int r = 0; r < RB; ++r)
+    for (int j = 0; j < CB; ++j) c[r * ldc + j] = reduce_lanes_avx512(acc[r][j]);
+}
+
+HYDRA_AVX512_BF16 void tile_avx512(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, const uint16_t* Abf,
+                                   const bfloat16* W, int64_t ldw, float* C, int64_t ldc) {
+  const int64_t Kp = padded(K);
+  // Columns outside, rows inside: a block of weight rows is read from memory once and reused from
+  // cache for every row of A.
+  int64_t n = c0;
+  for (; n + kCols <= c1; n += kCols) {
+    const uint16_t* w = &W[n * ldw].bits;
+    int64_t i = r0;
+    for (; i + kRows <= r1; i += kRows) block_avx512<kRows, kCols>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+    for (; i < r1; ++i) block_avx512<1, kCols>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+  }
+  for (; n < c1; ++n) {
+    const uint16_t* w = &W[n * ldw].bits;
+    int64_t i = r0;
+    for (; i + kRows <= r1; i += kRows) block_avx512<kRows, 1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+    for (; i < r1; ++i) block_avx512<1, 1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+  }
+}
+
+// ---- choosing the path and the tiles ----
+
+Bf16Path chosen_path() {
+  const char* env = std::getenv("HYDRA_SIMD");
+  const std::string want = env ? env : "auto";
+  HYDRA_CHECK(want == "auto" || want == "portable" || want.empty(), "HYDRA_SIMD='", want,
+              "' is not understood (expected portable or auto)");
+  return want == "portable" || !cpu_has_avx512_bf16() ? Bf16Path::Portable : Bf16Path::Avx512Bf16;
+}
+
+// Tiles split the columns by weight bytes (a tile reads ~256 KiB of weights, at most twice the
+// hardware cores' count of column tiles) and, past the few-row case, the rows in blocks of 64. Each
+// element is computed on its own, so the tiling changes which thread computes it, never its bits; it
+// still depends on the shapes and the machine's core count only, as tensor/gemm.cpp's does.
+constexpr int64_t kTileWeightBytes = 256 * 1024;
+constexpr int64_t kRowBlock = 64;
+
+int64_t max_column_tiles() {
+  static const int64_t v = std::clamp<int64_t>(2 * static_cast<int64_t>(std::thread::hardware_concurrency()), 2, 16);
+  return v;
+}
+
+}  // namespace
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return has;
+}
+
+Bf16Path bf16_path() {
+  static const Bf16Path path = chosen_path();
+  return path;
+}
+
+const char* bf16_path_name(Bf16Path path) { return path == Bf16Path::Avx512Bf16 ? "avx512_bf16" : "portable"; }
+
+void gemm_bf16_on(Bf16Path path, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W,
+                  int64_t ldw, float* C, int64_t ldc) {
+  HYDRA_CHECK(path == Bf16Path::Portable || cpu_has_avx512_bf16(),
+              "gemm_bf16: the avx512_bf16 path was asked for on a CPU without AVX-512 bf16");
+  if (M == 0 || N == 0) return;
+  const std::vector<uint16_t> Abf = rounded_rows(M, K, A, lda);
+  const int64_t weight_bytes = N * K * 2;
+  const int64_t col_tiles = std::clamp<int64_t>(weight_bytes / kTileWeightBytes, 1, max_column_tiles());
+  const int64_t per_tile = (N + col_tiles - 1) / col_tiles;
+  const int64_t col_block = (per_tile + kCols - 1) / kCols * kCols;  // whole register blocks
+  const int64_t n_col = (N + col_block - 1) / col_block;
+  const int64_t row_block = M <= 16 ? M : kRowBlock, n_row = (M + row_block - 1) / row_block;
+  parallel_for(0, n_row * n_col, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t r0 = (t / n_col) * row_block, c0 = (t % n_col) * col_block;
+      const int64_t r1 = std::min(M, r0 + row_block), c1 = std::min(N, c0 + col_block);
+      if (path == Bf16Path::Avx512Bf16)
+        tile_avx512(r0, r1, c0, c1, K, Abf.data(), W, ldw, C, ldc);
+      else
+        tile_portable(r0, r1, c0, c1, K, Abf.data(), W, ldw, C, ldc);
+    }
+  });
+}
+
+void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W, int64_t ldw, float* C,
+               int64_t ldc) {
+  gemm_bf16_on(bf16_path(), M, N, K, A, lda, W, ldw, C, ldc);
+}
+
+}  // namespace hydra::kernels
