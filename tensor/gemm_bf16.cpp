@@ -41,15 +41,6 @@ int64_t padded(int64_t K) { return (K + kChunk - 1) / kChunk * kChunk; }
 // A bfloat16 below the normal range reads as zero (vdpbf16ps treats its inputs so), sign kept.
 uint16_t zero_if_subnormal(uint16_t b) { return (b & 0x7f80u) == 0 ? static_cast<uint16_t>(b & 0x8000u) : b; }
 
-// A float32 sum below the normal range becomes zero (vdpbf16ps flushes its results so), sign kept.
-float flush_subnormal(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
 float reduce_lanes(float* acc) {
   for (int width = kLanes / 2; width >= 1; width /= 2)
     for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
@@ -66,47 +57,86 @@ std::vector<uint16_t> rounded_rows(int64_t M, int64_t K, const float* A, int64_t
   return out;
 }
 
-// ---- portable path: plain float code, one element at a time in the contract's order ----
+// ---- portable path: plain float code in the contract's order ----
+//
+// Written as loops over the 16 lanes on whole 32-bit words (one pair of bfloat16 values each) with bit
+// operations and std::fma only, so that GCC's loop vectorizer turns each into a few vector
+// instructions (AVX2 or whatever the target has); every lane still performs the same IEEE operations
+// in the same order.
 
-// Pair p of a bfloat16 row as two float32 values (odd = the high half, even = the low half).
-struct Pair {
-  float odd, even;
-};
-Pair widen_pair(uint16_t even, uint16_t odd) {
-  return {bfloat16_bits_to_float(zero_if_subnormal(odd)), bfloat16_bits_to_float(zero_if_subnormal(even))};
+uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
 }
+float float_of(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+// A float32 bit pattern below the normal range becomes zero, sign kept (no branch: the loops vectorize).
+uint32_t zero_if_subnormal32(uint32_t u) { return (u & 0x7f800000u) != 0 ? u : (u & 0x80000000u); }
+// The odd (high) and even (low) bfloat16 of a pair as float32 bits, subnormals read as zero.
+uint32_t odd_bits(uint32_t pair) { return zero_if_subnormal32(pair & 0xffff0000u); }
+uint32_t even_bits(uint32_t pair) { return zero_if_subnormal32(pair << 16); }
+// A float32 sum below the normal range becomes zero, sign kept (vdpbf16ps flushes its results so).
+float flush(float x) { return float_of(zero_if_subnormal32(bits_of(x))); }
 
-// c = Σ over the padded row, 16 lanes, odd product then even product per pair, each sum flushed.
-// w holds K values; past K it reads as zero, as the padded a row does.
-float dot_portable(const uint16_t* a, const uint16_t* w, int64_t K) {
-  float acc[kLanes] = {};
-  const int64_t Kp = padded(K);
-  uint16_t tail[kChunk];
-  for (int64_t k = 0; k < Kp; k += kChunk) {
-    const uint16_t* wk = w + k;
-    if (k + kChunk > K) {  // the last chunk of a row whose length is not a multiple of 32
-      std::fill(tail, tail + kChunk, uint16_t{0});
-      std::copy(w + k, w + K, tail);
-      wk = tail;
-    }
+// One chunk (32 values: 16 pairs) of a row of A against CB weight rows, into acc[j][lane].
+template <int CB>
+void chunk_portable(const uint16_t* a, const uint16_t* const* w, float (*acc)[kLanes]) {
+  uint32_t ap[kLanes];
+  std::memcpy(ap, a, sizeof(ap));
+  float a_odd[kLanes], a_even[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    a_odd[l] = float_of(odd_bits(ap[l]));
+    a_even[l] = float_of(even_bits(ap[l]));
+  }
+  for (int j = 0; j < CB; ++j) {
+    uint32_t wp[kLanes];
+    std::memcpy(wp, w[j], sizeof(wp));
+    // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
+    // instruction's add does.
     for (int l = 0; l < kLanes; ++l) {
-      const Pair x = widen_pair(a[k + 2 * l], a[k + 2 * l + 1]), y = widen_pair(wk[2 * l], wk[2 * l + 1]);
-      // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
-      // instruction's add does.
-      acc[l] = flush_subnormal(std::fma(x.odd, y.odd, acc[l]));
-      acc[l] = flush_subnormal(std::fma(x.even, y.even, acc[l]));
+      const float odd = flush(std::fma(a_odd[l], float_of(odd_bits(wp[l])), acc[j][l]));
+      acc[j][l] = flush(std::fma(a_even[l], float_of(even_bits(wp[l])), odd));
     }
   }
-  return reduce_lanes(acc);
+}
+
+// c[j] = the contract's sum for row a against weight rows w0 + j·ldw, j < CB.
+template <int CB>
+void block_portable(const uint16_t* a, const uint16_t* w0, int64_t ldw, int64_t K, float* c) {
+  float acc[CB][kLanes] = {};
+  const uint16_t* w[CB];
+  const int64_t full = K / kChunk * kChunk;
+  for (int64_t k = 0; k < full; k += kChunk) {
+    for (int j = 0; j < CB; ++j) {
+      w[j] = w0 + j * ldw + k;
+      __builtin_prefetch(w0 + (CB + j) * ldw + k);  // the next block's rows, as on the AVX-512 path
+    }
+    chunk_portable<CB>(a + k, w, acc);
+  }
+  if (full < K) {  // the weight rows' last K - full values, zero-padded as the row of A is
+    uint16_t tail[CB][kChunk] = {};
+    for (int j = 0; j < CB; ++j) {
+      std::copy(w0 + j * ldw + full, w0 + j * ldw + K, tail[j]);
+      w[j] = tail[j];
+    }
+    chunk_portable<CB>(a + full, w, acc);
+  }
+  for (int j = 0; j < CB; ++j) c[j] = reduce_lanes(acc[j]);
 }
 
 void tile_portable(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, const uint16_t* Abf,
                    const bfloat16* W, int64_t ldw, float* C, int64_t ldc) {
   const int64_t Kp = padded(K);
-  for (int64_t n = c0; n < c1; ++n) {
-    const uint16_t* w = &W[n * ldw].bits;
-    for (int64_t i = r0; i < r1; ++i) C[i * ldc + n] = dot_portable(Abf + i * Kp, w, K);
-  }
+  // Columns outside, rows inside, as on the AVX-512 path.
+  int64_t n = c0;
+  for (; n + kCols <= c1; n += kCols)
+    for (int64_t i = r0; i < r1; ++i) block_portable<kCols>(Abf + i * Kp, &W[n * ldw].bits, ldw, K, C + i * ldc + n);
+  for (; n < c1; ++n)
+    for (int64_t i = r0; i < r1; ++i) block_portable<1>(Abf + i * Kp, &W[n * ldw].bits, ldw, K, C + i * ldc + n);
 }
 
 // ---- avx512_bf16 path ----
