@@ -3,7 +3,7 @@
 //
 //   mpirun --allow-run-as-root -np 2 build/bench_allreduce [FLOATS [REPEATS]]
 //
-// FLOATS defaults to 15,000,000 (about the `small` preset's trainable parameters); REPEATS to 10. Rank 0
+// FLOATS defaults to 75,526,656 (the `small` preset's parameters: its gradient slab when all train); REPEATS to 10. Rank 0
 // prints the median time per all-reduce, the slab's size over that time ("algorithm" GB/s), and the
 // bytes each rank sends (the reduce-scatter and the all-gather each send (P-1)/P of the slab) over
 // that time ("bus" GB/s, comparable across P).
@@ -18,7 +18,7 @@
 int main(int argc, char** argv) {
   using namespace hydra;
   dist::init(&argc, &argv);
-  const long long n = argc > 1 ? std::atoll(argv[1]) : 15'000'000;
+  const long long n = argc > 1 ? std::atoll(argv[1]) : 75'526'656;
   const int repeats = argc > 2 ? std::atoi(argv[2]) : 10;
   if (n < 1 || repeats < 1) {
     std::fprintf(stderr, "usage: bench_allreduce [FLOATS >= 1 [REPEATS >= 1]]\n");

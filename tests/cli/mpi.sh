@@ -113,6 +113,10 @@ expect 2 "trained by 2 process(es) (MPI ranks) and this run has 1" -- "$hydra" t
 EXPECT_STDERR=1 expect 2 "LoRA dropout is not supported across several processes" -- "${mpi[@]}" "$hydra" train \
   "$dir/model" "${common[@]}" --batch 2 --train-heads 0 --lora-rank 2 --lora-dropout 0.1 --out "$dir/lora"
 check "a refused run writes nothing" test ! -e "$dir/lora"
+for a in 1 2 3 4; do echo "{\"prompt\": \"$a+$a=\", \"answer\": \"$((a + a))\"}"; done >"$dir/qa.jsonl"
+EXPECT_STDERR=1 expect 2 "uncertainty is not supported across several processes" -- "${mpi[@]}" "$hydra" train \
+  "$dir/model" --objective uncertainty --sft "$dir/qa.jsonl" --tokenizer "$tiny" --judge-head 2 --answer-head 0 \
+  --judge-tokens 1,0 --steps 1 --batch 2 --seq 64 --out "$dir/judge"
 
 echo "mpi.sh: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]
