@@ -23,6 +23,7 @@
 #include "bench/timing.h"
 #include "hydra/generate.h"
 #include "nn/module.h"
+#include "tensor/allocator.h"
 #include "tensor/gemm_bf16.h"
 #include "tensor/gemm_small.h"
 #include "tensor/parallel.h"
@@ -80,15 +81,24 @@ struct Rates {
   double prefill, decode, acceptance;
 };
 
+// Large blocks (>= 64 KiB, tensor/allocator.h) the allocator had to get from the OS, and all it handed
+// out, over the timed runs: after the warm-up, decoding should take every large block from its cache.
+uint64_t g_misses = 0, g_large_allocations = 0, g_tokens = 0;
+
 Rates time_generate(HydraTransformer& model, const GenerateOptions& o, const std::vector<int64_t>& prompt, int reps) {
   std::vector<double> prefill, decode, acceptance;
   generate(model, prompt, o);  // warm-up
+  const AllocatorStats before = allocator_stats();
   for (int r = 0; r < reps; ++r) {
     const GenerateResult g = generate(model, prompt, o);
+    g_tokens += g.ids.size();
     prefill.push_back(static_cast<double>(g.prefill_tokens) / g.prefill_seconds);
     decode.push_back(static_cast<double>(g.ids.size()) / g.decode_seconds);
     acceptance.push_back(g.acceptance_rate());
   }
+  const AllocatorStats after = allocator_stats();
+  g_misses += after.cache_misses - before.cache_misses;
+  g_large_allocations += (after.cache_misses + after.cache_hits) - (before.cache_misses + before.cache_hits);
   return {bench::median(prefill), bench::median(decode), bench::median(acceptance)};
 }
 
@@ -144,6 +154,9 @@ void bench_preset(const std::string& preset, int new_tokens, int reps, bool bf16
   o.heads.clear();
   for (int64_t k = 1; k < model->config().n_heads; ++k) o.heads.push_back(k);
   row("poe (heads 1..N-1: the verifiers)", o);
+  std::printf("  large blocks (>= 64 KiB) per generated token, timed runs so far: %.2f handed out, %.4f new from the OS\n",
+              static_cast<double>(g_large_allocations) / static_cast<double>(g_tokens),
+              static_cast<double>(g_misses) / static_cast<double>(g_tokens));
   copy_head_zero(*model);
   o.mode = GenerateMode::Speculative;
   o.heads.clear();

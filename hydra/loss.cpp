@@ -1,8 +1,8 @@
 #include "hydra/loss.h"
 
-
 #include "autograd/ops.h"
 #include "nn/cross_entropy.h"
+#include "nn/linear_cross_entropy.h"
 
 namespace hydra {
 
@@ -22,6 +22,17 @@ Tensor cross_entropy_share(const Tensor& logits, const Tensor& targets, double d
   // cross_entropy is the mean over this micro-batch's `count` targets; times count / denominator it is
   // the sum over them divided by the step's total.
   return mul_scalar(cross_entropy(logits, targets, ignore_index), static_cast<double>(count) / denominator);
+}
+
+Tensor lm_head_loss_share(const nn::LMHead& lm_head, const Tensor& hidden, const Tensor& targets, double denominator,
+                          int64_t ignore_index) {
+  if (lm_head.w_out.lora || lm_head.w_out.weight.dtype() != hidden.dtype())
+    return cross_entropy_share(lm_head.forward(hidden), targets, denominator, ignore_index);
+  HYDRA_CHECK(denominator > 0, "lm_head_loss_share: the denominator must be > 0, got ", denominator);
+  // With no counted target there is nothing to back-propagate (as cross_entropy_share).
+  if (count_targets(targets, ignore_index) == 0) return zeros({}, hidden.dtype());
+  return nn::linear_cross_entropy(lm_head.norm.forward(hidden), lm_head.w_out.weight, targets, 1.0 / denominator,
+                                  ignore_index);
 }
 
 HydraLoss hydra_loss(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "nn/cross_entropy.h"
+#include "nn/lm_head.h"
 #include "tensor/tensor.h"
 
 namespace hydra {
@@ -39,5 +40,13 @@ int64_t count_targets(const Tensor& targets, int64_t ignore_index = kIgnoreIndex
 // is nothing to back-propagate).
 Tensor cross_entropy_share(const Tensor& logits, const Tensor& targets, double denominator,
                            int64_t ignore_index = kIgnoreIndex);
+
+// The same share from a head's output before the lm_head: cross_entropy_share(lm_head.forward(hidden),
+// ...), with the vocabulary projection fused with the loss (nn/linear_cross_entropy.h) so that the
+// (B, T, V) logits and their gradient never exist whole, and the gradient formed during the forward:
+// call it where a backward follows (the trainer). A projection with a LoRA adapter takes the unfused
+// path. hidden (B, T, C), targets (B, T).
+Tensor lm_head_loss_share(const nn::LMHead& lm_head, const Tensor& hidden, const Tensor& targets, double denominator,
+                          int64_t ignore_index = kIgnoreIndex);
 
 }  // namespace hydra

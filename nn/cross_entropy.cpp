@@ -32,20 +32,6 @@ void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& tar
               shape_str(rows_shape));
 }
 
-// The targets as int64 values, each a class in [0, V) or ignore_index. Checked serially before any work
-// starts, so the error names the first bad target whatever the thread count.
-std::vector<int64_t> checked_targets(const char* op, const Tensor& targets, int64_t V, int64_t ignore_index) {
-  std::vector<int64_t> t = targets.to_vector<int64_t>();
-  for (size_t r = 0; r < t.size(); ++r) {
-    if (t[r] == ignore_index || (t[r] >= 0 && t[r] < V)) continue;
-    throw Error(detail::concat_message(op, ": target ", t[r], " at position ",
-                                       shape_str(unravel_index(static_cast<int64_t>(r), targets.shape())),
-                                       " is out of range for V = ", V, " classes (expected 0 <= target < ", V,
-                                       ", or ignore_index ", ignore_index, ")"));
-  }
-  return t;
-}
-
 // What the backward needs: the logits (dense), the targets, one logsumexp per row and the count.
 struct CrossEntropySaved {
   Tensor logits;  // (N, V) dense, detached
@@ -60,7 +46,7 @@ Tensor cross_entropy_forward(const Tensor& logits_in, const Tensor& targets, int
                              CrossEntropySaved& s) {
   const int64_t V = logits_in.size(-1);
   s.logits = kernels::contiguous_raw(logits_in).detach();
-  s.targets = checked_targets("cross_entropy", targets, V, ignore_index);
+  s.targets = checked_class_targets("cross_entropy", targets, V, ignore_index);
   s.ignore_index = ignore_index;
   const int64_t N = static_cast<int64_t>(s.targets.size());
   const int64_t* t = s.targets.data();
@@ -127,6 +113,20 @@ Tensor cross_entropy_backward(const CrossEntropySaved& s, const Tensor& dloss) {
 
 }  // namespace
 
+// Checked serially before any work starts, so the error names the first bad target whatever the thread
+// count.
+std::vector<int64_t> checked_class_targets(const char* op, const Tensor& targets, int64_t V, int64_t ignore_index) {
+  std::vector<int64_t> t = targets.to_vector<int64_t>();
+  for (size_t r = 0; r < t.size(); ++r) {
+    if (t[r] == ignore_index || (t[r] >= 0 && t[r] < V)) continue;
+    throw Error(detail::concat_message(op, ": target ", t[r], " at position ",
+                                       shape_str(unravel_index(static_cast<int64_t>(r), targets.shape())),
+                                       " is out of range for V = ", V, " classes (expected 0 <= target < ", V,
+                                       ", or ignore_index ", ignore_index, ")"));
+  }
+  return t;
+}
+
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_cross_entropy("cross_entropy", logits, targets);
   CrossEntropySaved saved;
@@ -139,7 +139,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
 Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int64_t ignore_index) {
   check_cross_entropy("cross_entropy_reference", logits, targets);
   const int64_t V = logits.size(-1);
-  const std::vector<int64_t> t = checked_targets("cross_entropy_reference", targets, V, ignore_index);
+  const std::vector<int64_t> t = checked_class_targets("cross_entropy_reference", targets, V, ignore_index);
   const int64_t N = static_cast<int64_t>(t.size());
   // The counted rows and their classes (ignored rows take no part).
   std::vector<int64_t> rows, classes;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -29,6 +30,10 @@ constexpr int64_t kIgnoreIndex = -100;  // PyTorch's default ignore_index
 // and V), logits that are not float, targets that are not int32/int64.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index = kIgnoreIndex);
 Tensor cross_entropy_reference(const Tensor& logits, const Tensor& targets, int64_t ignore_index = kIgnoreIndex);
+
+// The targets as int64 values, each checked to be a class in [0, V) or ignore_index; the error names `op`,
+// the first bad target, its position and V. Shared with the fused losses (nn/linear_cross_entropy.h).
+std::vector<int64_t> checked_class_targets(const char* op, const Tensor& targets, int64_t V, int64_t ignore_index);
 
 }  // namespace hydra::nn
 

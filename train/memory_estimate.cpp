@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "hydra/lora.h"
+#include "nn/linear_cross_entropy.h"
 #include "nn/lora.h"
 #include "tensor/allocator.h"
 
@@ -274,6 +275,23 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
     const double logits = lm_act(d.V);
     double kept = trunk_kept + h_grad + h.saved;
     if (norm_records) kept += lm_act(d.C) + lm_act(1);
+    bool head_trains = false;
+    for (const auto& [name, p] : head.named_parameters()) head_trains = head_trains || trains(*p);
+    if (!shape.judge && !lm.w_out.lora) {
+      // The trainer's fused lm_head + loss (hydra/loss.h, nn/linear_cross_entropy.h): the normed input,
+      // one block of logits, and the gradients its forward forms (dx when the norm records, dW when w_out
+      // trains); the backward hands those on without copies. The logits never exist whole.
+      const double rows_per_block =
+          std::min(rows, static_cast<double>(nn::linear_cross_entropy_block_rows(d.V, 4)));
+      const double dx = norm_records ? lm_act(d.C) : 0;
+      const double dw = trains(lm.w_out.weight) ? alloc(static_cast<double>(d.V) * d.C) : 0;
+      peaks.push_back(kept + lm_act(d.C) + alloc(rows_per_block * static_cast<double>(d.V)) + dx + dw);
+      if (!w_out.records) continue;  // nothing along this head trains: no backward
+      // The norm's backward beside dx and dW, then the head's last block's backward.
+      peaks.push_back(kept + dx + dw + lm_act(d.C));
+      peaks.push_back(kept + block_backward_extra(d, head_trains));
+      continue;
+    }
     if (w_out.records) kept += lm_act(d.C) + w_out.saved;
     if (!w_out.records) {  // nothing along this head trains: a forward without a graph
       peaks.push_back(kept + logits + x + block_working_set(d));
@@ -285,8 +303,6 @@ MemoryEstimate estimate_training_step(const HydraTransformer& model, const Train
     const double dw = trains(lm.w_out.weight) ? weight_gradient(d.C, d.V) : 0;
     peaks.push_back(kept + logits + dx + std::max(logits + dw, 2 * dw));
     // The head's last block's backward: the step still holds the logits.
-    bool head_trains = false;
-    for (const auto& [name, p] : head.named_parameters()) head_trains = head_trains || trains(*p);
     // (The judge picks each row's last position with index_select, whose backward scatters into zeros
     // of the head's whole output.)
     peaks.push_back(kept + logits + (shape.judge ? x : 0) + block_backward_extra(d, head_trains));

@@ -612,8 +612,9 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
           ++e;
           continue;
         }
-        Tensor logits = model_->lm_head.forward(model_->heads[k]->forward(h_in));  // shape: (B, T, V)
-        Tensor share = cross_entropy_share(logits, batch.targets, static_cast<double>(counted[k]) * n_trained);
+        // The lm_head fused with the loss: this head's (B, T, V) logits never exist whole.
+        Tensor share = lm_head_loss_share(model_->lm_head, model_->heads[k]->forward(h_in), batch.targets,
+                                          static_cast<double>(counted[k]) * n_trained);
         shares[static_cast<size_t>(e++)] = share.item<double>() * n_trained;
         if (share.requires_grad()) share.backward();
       }

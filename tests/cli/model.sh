@@ -23,7 +23,7 @@ expect 0 "non-embedding *9,316,274,176" -- "$hydra" info olmo2-7b
 expect 0 "head 4" -- "$hydra" info olmo2-1b
 expect 2 "unknown preset" -- "$hydra" info nosuchthing
 # The memory table: each row weights, gradients, optimizer state, activations, total (docs/training.md).
-expect 0 "training step (AdamW) *288.11 MiB *288.11 MiB *576.22 MiB *1011.05 MiB *2.11 GiB" -- \
+expect 0 "training step (AdamW) *288.11 MiB *288.11 MiB *576.22 MiB *787.05 MiB *1.89 GiB" -- \
   "$hydra" info small --batch 8 --seq 256
 expect 0 "fine-tuning heads 0,2 (SGD)" -- "$hydra" info tiny --train-heads 0,2 --optimizer sgd
 expect 0 "LoRA r4 w_q,w_v, head 1" -- "$hydra" info tiny --train-heads 1 --lora-rank 4 --lora-targets w_q,w_v
