@@ -35,12 +35,6 @@ Tensor ref_cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ig
   return ref_tensor({}, {total / count});
 }
 
-// The same targets with every third one (from the second) replaced by ignore_index.
-Tensor with_ignored(const Tensor& targets, int64_t ignore_index) {
-  std::vector<int64_t> t = targets.to_vector<int64_t>();
-  for (size_t r = 1; r < t.size(); r += 3) t[r] = ignore_index;
-  return from_vector(t, targets.shape());
-}
 
 }  // namespace
 

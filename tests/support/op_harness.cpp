@@ -159,6 +159,12 @@ void check_error_case(const ErrorCase& c) {
 
 Tensor ref_tensor(const Shape& shape, const std::vector<double>& values) { return from_vector(values, shape); }
 
+Tensor with_ignored(const Tensor& targets, int64_t ignore_index) {
+  std::vector<int64_t> t = targets.to_vector<int64_t>();
+  for (size_t r = 1; r < t.size(); r += 3) t[r] = ignore_index;
+  return from_vector(t, targets.shape());
+}
+
 Tensor ref_map1(const Tensor& x, const std::function<double(double)>& f) {
   std::vector<double> v = x.to_vector<double>();
   for (double& e : v) e = f(e);

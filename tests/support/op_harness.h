@@ -73,6 +73,9 @@ Inputs make_inputs(const std::vector<InputSpec>& specs, DType dtype, uint64_t se
 // ---- helpers for writing references in plain float64 loops ----
 // A float64 tensor from values and a shape.
 Tensor ref_tensor(const Shape& shape, const std::vector<double>& values);
+// The same class targets with every third one (from the second) replaced by ignore_index: the losses'
+// tests of ignored rows.
+Tensor with_ignored(const Tensor& targets, int64_t ignore_index);
 // out[i] = f(x[i]) / f(a[i], b[i]) over row-major values.
 Tensor ref_map1(const Tensor& x, const std::function<double(double)>& f);
 Tensor ref_map2(const Tensor& a, const Tensor& b, const std::function<double(double, double)>& f);
