@@ -423,8 +423,12 @@ Command add_train_command(CLI::App& hydra) {
               dist::allreduce_in_rank_order(failed);
               const auto first = std::find(failed.begin(), failed.end(), 1.0);
               if (first != failed.end()) {
-                if (first - failed.begin() == rank) std::rethrow_exception(setup_error);
-                return 2;  // the failing rank says why
+                // The failing rank says why before any rank exits: mpirun ends the whole job when the
+                // first rank exits non-zero, and a message still unwritten then is lost.
+                int code = 2;
+                if (first - failed.begin() == rank) code = report_error(setup_error);
+                dist::barrier();
+                return code;
               }
             }
             train::Trainer& trainer = *trainer_ptr;

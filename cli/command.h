@@ -31,6 +31,11 @@ namespace hydra::cli {
 // Hydra's version, printed by `hydra version` and `hydra --version`.
 inline constexpr const char* kVersion = "0.1.0";
 
+// Prints what went wrong as main.cpp does for every command ("hydra: error: <message>" for a
+// hydra::Error) and returns the exit code that goes with it. A command calls it itself only when it
+// must say why before it exits by another path (an MPI rank whose peers are about to end the job).
+int report_error(std::exception_ptr error);
+
 struct Command {
   CLI::App* app = nullptr;   // the subcommand; app->parsed() says whether the user chose it
   std::function<int()> run;  // runs it (after --threads took effect); returns the exit code

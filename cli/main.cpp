@@ -114,6 +114,24 @@ std::string shown(const std::string& message) {
 
 }  // namespace
 
+int hydra::cli::report_error(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const hydra::Error& e) {
+    std::cerr << "hydra: error: " << shown(e.what()) << std::endl;
+    return 2;
+  } catch (const hydra::InternalError& e) {
+    std::cerr << "hydra: " << shown(e.what()) << "\n(this is a bug in Hydra; please report it)" << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "hydra: unexpected error: " << shown(e.what()) << std::endl;
+    return 1;
+  } catch (...) {
+    std::cerr << "hydra: unexpected error of unknown type" << std::endl;
+    return 1;
+  }
+}
+
 // Under mpirun: MPI starts first and ends last (train/distributed.h), on every way out but an abort.
 int run_in_job(int argc, char** argv) {
   hydra::dist::init(&argc, &argv);
@@ -128,17 +146,7 @@ int main(int argc, char** argv) {
   hydra::io::remove_temps_on_signals();
   try {
     return run_in_job(argc, argv);
-  } catch (const hydra::Error& e) {
-    std::cerr << "hydra: error: " << shown(e.what()) << "\n";
-    return 2;
-  } catch (const hydra::InternalError& e) {
-    std::cerr << "hydra: " << shown(e.what()) << "\n(this is a bug in Hydra; please report it)\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "hydra: unexpected error: " << shown(e.what()) << "\n";
-    return 1;
   } catch (...) {
-    std::cerr << "hydra: unexpected error of unknown type\n";
-    return 1;
+    return hydra::cli::report_error(std::current_exception());
   }
 }
