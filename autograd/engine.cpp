@@ -12,6 +12,8 @@ namespace hydra {
 
 namespace {
 
+LeafGradObserver g_leaf_grad_observer;
+
 void check_grad(const char* where, const Tensor& g, const Shape& shape, DType dtype) {
   HYDRA_ASSERT(g.shape() == shape, where, ": gradient of shape ", shape_str(g.shape()),
                " for a tensor of shape ", shape_str(shape));
@@ -27,9 +29,12 @@ void accumulate_into_leaf(TensorImpl& leaf, const Tensor& g) {
   } else {
     kernels::add_into(Tensor(leaf.grad), g);
   }
+  if (g_leaf_grad_observer) g_leaf_grad_observer(leaf);
 }
 
 }  // namespace
+
+void set_leaf_grad_observer(LeafGradObserver observer) { g_leaf_grad_observer = std::move(observer); }
 
 void run_backward(const Tensor& root, const Tensor& grad_output) {
   HYDRA_CHECK(root.requires_grad(), "backward: the tensor does not require grad (no input of the "

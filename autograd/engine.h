@@ -16,10 +16,19 @@
 // grad, zero_grad, backward and detach.
 #pragma once
 
+#include <functional>
+
 #include "tensor/tensor.h"
 
 namespace hydra {
 
 void run_backward(const Tensor& root, const Tensor& grad_output);
+
+// Called after every addition into a leaf's .grad during backward (once per contribution), on the
+// thread running backward. Data-parallel training uses it to start sending a layer's gradients as soon
+// as they are complete, while backward goes on with the layers below (train/gradient_buckets.h). An
+// empty function (the default) turns it off.
+using LeafGradObserver = std::function<void(const TensorImpl& leaf)>;
+void set_leaf_grad_observer(LeafGradObserver observer);
 
 }  // namespace hydra

@@ -13,8 +13,10 @@
 #include "nn/cross_entropy.h"
 #include "nn/linear.h"
 #include "support/fixtures.h"
+#include "support/small_model.h"
 #include "support/temp_dir.h"
 #include "train/data.h"
+#include "train/gradient_buckets.h"
 #include "train/optimizer.h"
 #include "train/permutation.h"
 #include "train/schedule.h"
@@ -365,4 +367,75 @@ TEST_CASE("token-weighted loss over micro-batches is the big batch's, not the me
   CHECK(hl.loss.item<double>() == doctest::Approx(mean).epsilon(1e-6));
   CHECK_THROWS_WITH_AS(hydra_loss(l4, from_vector<int64_t>({1, 2}, {2})), doctest::Contains("do not match logits of shape"),
                        Error);
+}
+
+namespace {
+
+// One micro-batch as the trainer runs it: the trunk once, each head's fused loss and backward, then the
+// trunk's backward from the gradient the heads sent back.
+void trainer_like_backward(HydraTransformer& model, const Tensor& inputs, const Tensor& targets) {
+  Tensor h = model.forward_trunk(inputs);
+  Tensor h_in = h.detach();
+  h_in.set_requires_grad(true);
+  for (size_t k = 0; k < model.heads.size(); ++k)
+    lm_head_loss_share(model.lm_head, model.heads[k]->forward(h_in), targets, 8.0).backward();
+  h.backward(h_in.grad());
+}
+
+}  // namespace
+
+TEST_CASE("gradient buckets: one per layer, each complete (and sent) before backward ends") {
+  CHECK(bucket_key("trunk.blocks.3.attention.w_q.weight") == "trunk.blocks.3");
+  CHECK(bucket_key("heads.1.blocks.0.feed_forward.w1.lora_a") == "heads.1.blocks.0");
+  CHECK(bucket_key("trunk.embeddings.weight") == "trunk.embeddings");
+  CHECK(bucket_key("lm_head.norm.weight") == "lm_head.norm");
+
+  HydraTransformer model(test::small_hydra_config(16), "cpu", 5);
+  TrainableParameters params(model);
+  GradientBuckets buckets(params);
+  // trunk.embeddings, trunk.blocks.0, heads.{0,1,2}.blocks.0, and the lm_head's norm and weight.
+  CHECK(buckets.size() == 7);
+  Generator gen(2);
+  const Tensor inputs = from_vector<int64_t>({1, 2, 3, 4, 5, 6, 7, 8}, {2, 4});
+  const Tensor targets = from_vector<int64_t>({2, 3, 4, 5, 6, 7, 8, 9}, {2, 4});
+  const std::map<int64_t, int> every_head{{0, 1}, {1, 1}, {2, 1}};
+  const std::vector<int> uses = uses_per_micro_batch(params, 1, every_head);
+
+  // The counts are exact: every bucket starts during backward, none is left for finish().
+  params.zero_grad();
+  buckets.arm(uses, false);
+  trainer_like_backward(model, inputs, targets);
+  CHECK(buckets.started_early() == 7);
+  buckets.finish();
+
+  // The same gradients as a backward with nothing watching.
+  std::vector<float> watched(params.grad_slab().begin(), params.grad_slab().end());
+  params.zero_grad();
+  trainer_like_backward(model, inputs, targets);
+  CHECK(std::equal(watched.begin(), watched.end(), params.grad_slab().begin()));
+
+  // A wrong count is caught when the early-sent bucket receives another contribution: here the lm_head
+  // is said to be used once, but three heads use it.
+  params.zero_grad();
+  buckets.arm(uses_per_micro_batch(params, 1, {{0, 1}}), false);
+  CHECK_THROWS_WITH_AS(trainer_like_backward(model, inputs, targets),
+                       doctest::Contains("after its bucket was sent"), InternalError);
+  buckets.finish();
+
+  // With stashed micro-batches, each bucket folds the stash in before it is sent: the result is
+  // stash_grad + restore_stash's.
+  params.zero_grad();
+  trainer_like_backward(model, inputs, targets);
+  params.stash_grad();
+  trainer_like_backward(model, inputs, targets);
+  params.stash_grad();
+  params.restore_stash();
+  std::vector<float> stashed(params.grad_slab().begin(), params.grad_slab().end());
+  params.zero_grad();
+  trainer_like_backward(model, inputs, targets);
+  params.stash_grad();
+  buckets.arm(uses, true);
+  trainer_like_backward(model, inputs, targets);
+  buckets.finish();
+  CHECK(std::equal(stashed.begin(), stashed.end(), params.grad_slab().begin()));
 }

@@ -51,6 +51,11 @@ namespace {
 
 bool g_started = false;
 int g_rank = 0, g_size = 1, g_local_size = 1;
+// RankOrderSum's reduce-scatters and all-gathers each go on a communicator of their own: MPI matches
+// the collectives of one communicator by the order they are started, and the ranks interleave the two
+// kinds differently (a rank starts a piece's all-gather when it sees its scatter done, which depends on
+// timing), while each kind alone is started in the same order everywhere.
+MPI_Comm g_scatter_comm = MPI_COMM_NULL, g_gather_comm = MPI_COMM_NULL;
 double g_timeout = 600;
 
 bool launched_by_mpi() {
@@ -118,11 +123,15 @@ void init(int* argc, char*** argv) {
   check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
   check(MPI_Comm_size(local, &g_local_size), "MPI_Comm_size");
   MPI_Comm_free(&local);
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &g_scatter_comm), "MPI_Comm_dup");
+  check(MPI_Comm_dup(MPI_COMM_WORLD, &g_gather_comm), "MPI_Comm_dup");
 }
 
 void finalize() {
   if (!g_started) return;
   g_started = false;
+  MPI_Comm_free(&g_scatter_comm);
+  MPI_Comm_free(&g_gather_comm);
   MPI_Finalize();
 }
 
@@ -143,48 +152,121 @@ int size() { return g_size; }
 int local_size() { return g_local_size; }
 double timeout_seconds() { return g_timeout; }
 
-void allreduce_in_rank_order(std::span<float> x) {
+// One segment of a RankOrderSum: first a reduce-scatter (rank q receives every rank's copy of the
+// elements it owns), then, once this rank has added its own elements in rank order, an all-gather.
+struct RankOrderSum::Piece {
+  float* seg = nullptr;
+  std::vector<int> counts, displs, recv_counts, recv_displs;
+  std::vector<float> received;  // P copies of this rank's elements, rank after rank
+  MPI_Request request = MPI_REQUEST_NULL;
+  bool gathering = false;
+};
+
+namespace {
+
+using Piece = RankOrderSum::Piece;
+
+void start_scatter(Piece& p, float* seg, int64_t len) {
+  const int P = g_size;
+  p.seg = seg;
+  p.counts.resize(P);
+  p.displs.resize(P);
+  p.recv_counts.resize(P);
+  p.recv_displs.resize(P);
+  // Rank q owns elements [len*q/P, len*(q+1)/P) of the segment: it receives every rank's copy of them.
+  for (int q = 0; q < P; ++q) {
+    const int64_t b = len * q / P, e = len * (q + 1) / P;
+    p.counts[q] = static_cast<int>(e - b);
+    p.displs[q] = static_cast<int>(b);
+  }
+  const int mine = p.counts[g_rank];
+  for (int q = 0; q < P; ++q) {
+    p.recv_counts[q] = mine;
+    p.recv_displs[q] = q * mine;
+  }
+  p.received.resize(static_cast<size_t>(P) * static_cast<size_t>(mine));
+  check(MPI_Ialltoallv(seg, p.counts.data(), p.displs.data(), MPI_FLOAT, p.received.data(), p.recv_counts.data(),
+                       p.recv_displs.data(), MPI_FLOAT, g_scatter_comm, &p.request),
+        "MPI_Ialltoallv");
+}
+
+// The sum, in rank order from +0, of each owned element; then every rank gathers every rank's sums.
+void add_and_gather(Piece& p) {
+  const int P = g_size, mine = p.counts[g_rank];
+  float* out = p.seg + p.displs[g_rank];
+  const float* in = p.received.data();
+  parallel_for(0, mine, int64_t{1} << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      float sum = 0.0f;
+      for (int q = 0; q < P; ++q) sum += in[static_cast<int64_t>(q) * mine + i];
+      out[i] = sum;
+    }
+  });
+  std::vector<float>().swap(p.received);
+  check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, p.seg, p.counts.data(), p.displs.data(), MPI_FLOAT,
+                        g_gather_comm, &p.request),
+        "MPI_Iallgatherv");
+  p.gathering = true;
+}
+
+// Moves a piece along as far as it can go; true once it is complete. `block` waits (with the deadline).
+// Every rank must issue the pieces' all-gathers in the same order (MPI matches collectives by the order
+// they are started), so a piece's all-gather may start only after every earlier piece's did: the
+// caller advances the pieces in order and stops at the first still scattering.
+bool advance(Piece& p, bool block) {
+  for (;;) {
+    if (block) {
+      wait(p.request, p.gathering ? "the gradient all-gather" : "the gradient reduce-scatter");
+    } else {
+      int done = 0;
+      check(MPI_Test(&p.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+      if (!done) return false;
+    }
+    if (p.gathering) return true;
+    add_and_gather(p);
+  }
+}
+
+}  // namespace
+
+RankOrderSum::RankOrderSum() = default;
+RankOrderSum::~RankOrderSum() = default;
+
+void RankOrderSum::start(std::span<float> x) {
   if (g_size == 1) return;
   CommTimer timer;
-  const int P = g_size;
   const int64_t n = static_cast<int64_t>(x.size());
-  std::vector<int> counts(P), displs(P), recv_counts(P), recv_displs(P);
-  std::vector<float> pieces;
   for (int64_t s0 = 0; s0 < n; s0 += kSegment) {
-    const int64_t len = std::min(kSegment, n - s0);
-    // Rank q owns elements [len*q/P, len*(q+1)/P) of the segment: it receives every rank's copy of them.
-    for (int q = 0; q < P; ++q) {
-      const int64_t b = len * q / P, e = len * (q + 1) / P;
-      counts[q] = static_cast<int>(e - b);
-      displs[q] = static_cast<int>(b);
-    }
-    const int mine = counts[g_rank];
-    for (int q = 0; q < P; ++q) {
-      recv_counts[q] = mine;
-      recv_displs[q] = q * mine;
-    }
-    pieces.resize(static_cast<size_t>(P) * static_cast<size_t>(mine));
-    float* seg = x.data() + s0;
-    MPI_Request req;
-    check(MPI_Ialltoallv(seg, counts.data(), displs.data(), MPI_FLOAT, pieces.data(), recv_counts.data(),
-                         recv_displs.data(), MPI_FLOAT, MPI_COMM_WORLD, &req),
-          "MPI_Ialltoallv");
-    wait(req, "the gradient reduce-scatter");
-    // The sum, in rank order from +0, of each owned element.
-    float* out = seg + displs[g_rank];
-    const float* in = pieces.data();
-    parallel_for(0, mine, int64_t{1} << 14, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        float sum = 0.0f;
-        for (int q = 0; q < P; ++q) sum += in[static_cast<int64_t>(q) * mine + i];
-        out[i] = sum;
-      }
-    });
-    check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, seg, counts.data(), displs.data(), MPI_FLOAT, MPI_COMM_WORLD,
-                          &req),
-          "MPI_Iallgatherv");
-    wait(req, "the gradient all-gather");
+    pieces_.push_back(std::make_unique<Piece>());
+    start_scatter(*pieces_.back(), x.data() + s0, std::min(kSegment, n - s0));
   }
+}
+
+void RankOrderSum::poll() {
+  if (pieces_.empty()) return;
+  CommTimer timer;
+  for (auto& p : pieces_) {
+    const bool was_scattering = !p->gathering;
+    if (advance(*p, false)) {
+      p.reset();
+    } else if (was_scattering && !p->gathering) {
+      break;  // its all-gather has not started: no later piece's may start before it
+    }
+  }
+  std::erase(pieces_, nullptr);
+}
+
+void RankOrderSum::finish() {
+  if (pieces_.empty()) return;
+  CommTimer timer;
+  for (auto& p : pieces_) advance(*p, true);
+  pieces_.clear();
+}
+
+void allreduce_in_rank_order(std::span<float> x) {
+  RankOrderSum sum;
+  sum.start(x);
+  sum.finish();
 }
 
 void allreduce_in_rank_order(std::span<double> x) {
@@ -243,6 +325,12 @@ int local_size() { return 1; }
 double timeout_seconds() { return 600; }
 void allreduce_in_rank_order(std::span<float>) {}
 void allreduce_in_rank_order(std::span<double>) {}
+struct RankOrderSum::Piece {};
+RankOrderSum::RankOrderSum() = default;
+RankOrderSum::~RankOrderSum() = default;
+void RankOrderSum::start(std::span<float>) {}
+void RankOrderSum::poll() {}
+void RankOrderSum::finish() {}
 void broadcast(void*, size_t, int) {}
 void barrier() {}
 void abort(int code) {

@@ -15,8 +15,10 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace hydra::dist {
 
@@ -37,6 +39,28 @@ double timeout_seconds();    // the deadline of one collective ($HYDRA_MPI_TIMEO
 // Every rank must call with the same length.
 void allreduce_in_rank_order(std::span<float> x);
 void allreduce_in_rank_order(std::span<double> x);
+// The same rank-ordered sum, started piece by piece so that it overlaps computation: start() a span as
+// soon as its values are final (one layer's gradients, while backward goes on with the layers below),
+// poll() now and then (Open MPI moves data only inside MPI calls), finish() to wait for the rest. Every
+// rank must start spans of the same lengths in the same order. Each element is summed exactly as by
+// allreduce_in_rank_order (which is start + finish), so overlapping changes no bit. A started piece
+// holds a receive buffer as large as itself until it completes.
+class RankOrderSum {
+ public:
+  RankOrderSum();
+  ~RankOrderSum();
+  RankOrderSum(const RankOrderSum&) = delete;
+  RankOrderSum& operator=(const RankOrderSum&) = delete;
+  void start(std::span<float> x);
+  void poll();
+  void finish();
+
+  struct Piece;  // one segment in flight (distributed.cpp)
+
+ private:
+  std::vector<std::unique_ptr<Piece>> pieces_;
+};
+
 // Every rank ends with root's bytes.
 void broadcast(void* data, size_t bytes, int root);
 void barrier();

@@ -91,6 +91,17 @@ void TrainableParameters::restore_stash() {
   });
 }
 
+void TrainableParameters::fold_stash(int64_t begin, int64_t end) {
+  HYDRA_CHECK(stash_.defined(), "fold_stash: nothing was stashed");
+  HYDRA_CHECK(0 <= begin && begin <= end && end <= slab_numel_, "fold_stash: range [", begin, ", ", end,
+              ") is outside the slab of ", slab_numel_, " elements");
+  const float* st = stash_.data<float>();
+  float* g = grad_slab_.data<float>();
+  parallel_for(begin, end, int64_t{1} << 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) g[i] = st[i] + g[i];
+  });
+}
+
 void TrainableParameters::set_active(const std::vector<bool>& active) {
   HYDRA_CHECK(active.size() == params_.size(), "set_active: ", active.size(), " flags for ", params_.size(),
               " parameters");

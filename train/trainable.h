@@ -62,6 +62,9 @@ class TrainableParameters {
   // gradients in rank order (train/distributed.h).
   void stash_grad();
   void restore_stash();
+  // For the last micro-batch, range by range instead of stash_grad + restore_stash: the slab's elements
+  // [begin, end) become stash + slab (the same bits as the pair: the same one addition per element).
+  void fold_stash(int64_t begin, int64_t end);
 
   // Each chunk's sum of squared gradients (double), and the norm they make, added in chunk order.
   std::vector<double> chunk_square_sums() const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <optional>
 #include <set>
@@ -365,6 +366,14 @@ void Trainer::setup_trainable() {
   setup_parallel();
 }
 
+// Every data group runs the trunk once per micro-batch, and each of its heads once.
+std::vector<int> Trainer::uses_per_micro_batch() const {
+  std::map<int64_t, int> head_runs;
+  for (const Group& g : groups_)
+    for (int64_t k : g.heads) ++head_runs[k];
+  return train::uses_per_micro_batch(*trainable_, static_cast<int>(groups_.size()), head_runs);
+}
+
 int Trainer::owner_of_head(int64_t k) const {
   auto it = head_owner_.find(k);
   return it == head_owner_.end() ? 0 : it->second;
@@ -375,6 +384,11 @@ int Trainer::owner_of_head(int64_t k) const {
 void Trainer::setup_parallel() {
   const auto& list = trainable_->list();
   param_owner_.assign(list.size(), -1);
+  if (data_split()) {
+    // $HYDRA_MPI_OVERLAP=0 sends the whole slab after backward instead (to measure what overlap saves).
+    const char* overlap = std::getenv("HYDRA_MPI_OVERLAP");
+    if (!overlap || std::string(overlap) != "0") buckets_ = std::make_unique<GradientBuckets>(*trainable_);
+  }
   if (!heads_split()) return;
   std::vector<bool> active(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
@@ -587,6 +601,10 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
   for (int64_t m = 0; m < M; ++m) {
     if (data_split() && m % ranks_ != rank_) continue;  // another rank's micro-batch
     if (observer_) observer_->on_micro_batch(s, m);
+    // This rank's last micro-batch: each layer's gradients are final once its backward has run, and
+    // their sum across the ranks starts right then (train/gradient_buckets.h).
+    const bool last_here = buckets_ && m + ranks_ >= M;
+    if (last_here) buckets_->arm(uses_per_micro_batch(), stash);
     int64_t e = m * per_micro;
     for (size_t gi = 0; gi < groups_.size(); ++gi) {
       const Group& g = groups_[gi];
@@ -628,9 +646,9 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
         h.backward(h_in.grad());
       }
     }
-    if (stash) trainable_->stash_grad();
+    if (stash && !last_here) trainable_->stash_grad();
   }
-  if (stash) trainable_->restore_stash();
+  if (stash && !buckets_) trainable_->restore_stash();
 
   if (ranks_ > 1) dist::allreduce_in_rank_order(shares);
   for (int64_t m = 0, e = 0; m < M; ++m)
@@ -639,7 +657,10 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
 
   if (data_split()) {
     // Rank r holds the gradient of its micro-batches; the step's is their sum in rank order.
-    dist::allreduce_in_rank_order(trainable_->grad_slab());
+    if (buckets_)
+      buckets_->finish();
+    else
+      dist::allreduce_in_rank_order(trainable_->grad_slab());
   } else if (heads_split()) {
     // Parameters outside the trunk that no head owns (the lm_head) collect gradient from every rank's
     // heads. (The trunk's gradients are already the same everywhere, and each head's is on its owner.)
@@ -762,7 +783,9 @@ std::vector<std::string> Trainer::describe() const {
     os.str("");
     if (data_split()) {
       os << "parallel: data, " << ranks_ << " MPI ranks; rank r computes micro-batches r, r+" << ranks_ << ", ... of the "
-         << micro_batches_per_step() << " in a step";
+         << micro_batches_per_step() << " in a step; gradients summed in rank order, "
+         << (buckets_ ? std::to_string(buckets_->size()) + " layer buckets sent as backward completes them"
+                      : std::string("the whole slab after backward"));
     } else {
       os << "parallel: heads, " << ranks_ << " MPI ranks;";
       for (int r = 0; r < ranks_; ++r) {

@@ -54,6 +54,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/evaluate.h"
+#include "train/gradient_buckets.h"
 #include "train/judge.h"
 #include "train/memory_estimate.h"
 #include "train/optimizer.h"
@@ -234,6 +235,9 @@ class Trainer {
   int rank_ = 0, ranks_ = 1;
   std::map<int64_t, int> head_owner_;
   std::vector<int> param_owner_;
+  // Under data parallelism: the gradient sum overlapped with backward (null with $HYDRA_MPI_OVERLAP=0).
+  std::unique_ptr<GradientBuckets> buckets_;
+  std::vector<int> uses_per_micro_batch() const;
 
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)

@@ -58,6 +58,24 @@ for order in sequential shuffle; do
     --batch 2 --save-every 2 --out "$dir/dp-$order"
   same_run "data parallel ($order)" "$dir/one-$order" "$dir/dp-$order"
 done
+# The gradient sum overlapped with backward (the default) and sent whole after it give the same bits,
+# also with 2 stashed micro-batches per rank (each bucket folds the stash in before it is sent; against
+# one process that would be another order of additions: ((g0 + g2) + (g1 + g3)) vs (((g0 + g1) + g2) + g3));
+# and two data groups equal one process (the trunk runs twice per micro-batch: each layer's bucket is
+# sent after its last use).
+HYDRA_MPI_OVERLAP=0 expect 0 "the whole slab after backward" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" \
+  --data-order shuffle --batch 2 --out "$dir/dp-whole"
+same_run "data parallel, sum after backward" "$dir/one-shuffle" "$dir/dp-whole"
+HYDRA_MPI_OVERLAP=0 expect 0 "done: 4 steps" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 1 \
+  --grad-accum 2 --out "$dir/dp-accum2-whole"
+expect 0 "layer buckets sent as backward completes them" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" \
+  --batch 1 --grad-accum 2 --out "$dir/dp-accum2"
+same_run "data parallel, 2 micro-batches per rank" "$dir/dp-accum2-whole" "$dir/dp-accum2"
+expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" --batch 2 --grad-accum 2 \
+  --head-data 2="$dir/short.bin" --out "$dir/one-groups"
+expect 0 "done: 4 steps" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 2 \
+  --head-data 2="$dir/short.bin" --out "$dir/dp-groups"
+same_run "data parallel, two data groups" "$dir/one-groups" "$dir/dp-groups"
 # Without --threads, each rank takes the cores divided by the ranks on the machine.
 "${mpi[@]}" "$hydra" train "$dir/model" --data "$dir/train.bin" --steps 1 --seq 16 --batch 2 --out "$dir/banner" \
   >"$dir/banner.log" 2>&1
