@@ -27,7 +27,10 @@ Files (tensor names in tests/fixtures/README.md):
   train_<run>.safetensors         per run: lr, loss, per-head loss and grad norm per step (F64), the
                                   final value of every trainable parameter (F32, "final.<name>"), and
                                   for the LoRA run the adapters' initial values ("init.<name>"); the run's
-                                  options are in the metadata as JSON ("options").
+                                  options are in the metadata as JSON ("options"), and how far PyTorch's
+                                  own float32 run of the same steps lands from this float64 one
+                                  ("torch_float32_error": worst relative loss and grad norm difference,
+                                  worst absolute weight difference).
 """
 
 import argparse
@@ -114,8 +117,8 @@ def lora_targets(o):
             for j in range(CFG.head_layers) for w in ("w1", "w2", "w3")]
 
 
-def run(base, tokens, o, gen):
-    """One training run; returns the fixture's tensors."""
+def run(base, tokens, o, gen, dtype=F64):
+    """One training run in `dtype` (the base's); returns the fixture's tensors."""
     params = {n: t.clone() for n, t in base.items()}
     heads = o["train_heads"] or list(range(CFG.hydra_heads))
     lora = {}
@@ -124,8 +127,8 @@ def run(base, tokens, o, gen):
         for name in lora_targets(o):
             out_f, in_f = params[name].shape
             bound = 1.0 / math.sqrt(in_f)  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(in), 1/sqrt(in))
-            a = ((torch.rand(r, in_f, generator=gen, dtype=torch.float32) * 2 - 1) * bound).to(F64)
-            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=F64), "scaling": alpha / r, "A0": a.clone()}
+            a = ((torch.rand(r, in_f, generator=gen, dtype=torch.float32) * 2 - 1) * bound).to(dtype)
+            lora[name] = {"A": a, "B": torch.zeros(out_f, r, dtype=dtype), "scaling": alpha / r, "A0": a.clone()}
 
     def trainable(name):
         if lora:
@@ -170,7 +173,7 @@ def run(base, tokens, o, gen):
                   else window_batches(tokens, o, (s - 1) * K + m)) for m in range(K)]
         counts = sum(int((t != IGNORE).sum()) for _, t in micro)
         eff = effective()
-        head_sums = {k: torch.zeros((), dtype=F64) for k in heads}
+        head_sums = {k: torch.zeros((), dtype=dtype) for k in heads}
         for inputs, targets in micro:
             h = mf.forward_trunk(eff, inputs, CFG)
             for k in heads:
@@ -286,6 +289,15 @@ RUNS = {
 }
 
 
+def float32_error(ref, r32):
+    """How far PyTorch's own float32 run of the same steps lands from the float64 reference: the floor a
+    float32 implementation can be held to (a training run amplifies rounding step after step)."""
+    def worst_rel(key):
+        return max(abs(a - b) / abs(b) for a, b in zip(r32[key].flatten().tolist(), ref[key].flatten().tolist()))
+    return {"loss": max(worst_rel("loss"), worst_rel("head_loss")), "grad_norm": worst_rel("grad_norm"),
+            "weights": max(float((r32[k].float() - ref[k].float()).abs().max()) for k in ref if k.startswith("final."))}
+
+
 def build_all():
     gen = torch.Generator().manual_seed(20261201)
     olmo = mf.random_olmo_state(CFG, gen)
@@ -302,11 +314,16 @@ def build_all():
     judge_tensors, judge_meta = judge_fixture(base64)
     fixtures["train_judge.safetensors"] = (judge_tensors, mf.metadata(
         "train_judge", CFG, "one Brier step of the uncertainty head (options and rows in the metadata)", judge_meta))
+    base32 = {n: t.to(torch.float32) for n, t in base.items()}
     for name, o in RUNS.items():
-        tensors = run(base64, tokens, o, torch.Generator().manual_seed(sum(name.encode()) + 7))
+        seed = sum(name.encode()) + 7
+        tensors = run(base64, tokens, o, torch.Generator().manual_seed(seed))
         fixtures[f"{name}.safetensors"] = (tensors, mf.metadata(
             name, CFG, "a training run of train_base's model (options in 'options')",
-            {"options": json.dumps(o, sort_keys=True)}))
+            {"options": json.dumps(o, sort_keys=True),
+             "torch_float32_error": json.dumps(float32_error(tensors, run(base32, tokens, o,
+                                                                          torch.Generator().manual_seed(seed),
+                                                                          torch.float32)), sort_keys=True)}))
     return fixtures
 
 
