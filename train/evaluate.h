@@ -11,6 +11,10 @@
 // is the answer's next id: with teacher forcing this is exactly "greedy decoding from the prompt
 // reproduces the answer", since each greedy step then sees the same prefix.
 // Runs under NoGradGuard; only the listed heads run.
+//
+// Under mpirun (across_ranks), batch j is scored by rank j mod P; every rank then gathers every batch's
+// sums and adds them in batch order, exactly as one process does: the result is bit-identical to one
+// process's, on every rank, and the set is scored P times faster.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +47,7 @@ struct EvalOptions {
   int64_t batch_size = 8;
   int64_t max_batches = 0;  // 0: the whole set
   bool exact_match = false;
+  bool across_ranks = false;  // split the batches over the MPI ranks (train/distributed.h)
 };
 
 // Items 0, 1, ... of `data` in batches of batch_size (the last one may be smaller).

@@ -268,6 +268,7 @@ EvalResult Trainer::evaluate() {
   EvalOptions eo;
   eo.batch_size = options_.eval_batch > 0 ? options_.eval_batch : options_.batch;
   eo.exact_match = sft_;
+  eo.across_ranks = ranks_ > 1;  // every rank scores its share of the batches
   return train::evaluate(*model_, *eval_data_, all, eo);
 }
 
@@ -455,32 +456,37 @@ void Trainer::run(TrainObserver& observer) {
     const bool last = step_ == schedule_.total_steps;
     bool save_now = last || (options_.save_every > 0 && step_ % options_.save_every == 0);
     if (eval_data_ && (last || (options_.eval_every > 0 && step_ % options_.eval_every == 0))) {
-      // The run's val loss: the mean over the trained heads (the Brier score for the judge). Rank 0
-      // evaluates; every rank takes its verdict (early stopping, the best step).
+      // The run's val loss: the mean over the trained heads (the Brier score for the judge). Under
+      // mpirun every rank scores a share of the batches and gets the whole result (train/evaluate.h);
+      // the judge runs in one process only. Every rank then takes rank 0's verdict (early stopping,
+      // the best step).
       share_heads();
       double val = 0;
-      if (!writer) {
-      } else if (options_.judge) {
-        const JudgeEval e = evaluate_judge();
-        evals->append({std::to_string(step_), log_number(e.brier), log_number(e.accuracy), log_number(e.auroc),
-                       log_number(e.ece)});
-        observer.on_judge_eval(step_, e);
-        val = e.brier;
-        const std::string why = plot_reliability((fs::path(options_.out_dir) / "reliability.svg").string(), e);
-        if (!why.empty() && !plot_warned) observer.on_message("reliability.svg not drawn: " + why);
+      if (options_.judge) {
+        if (writer) {  // always: the uncertainty objective is refused under mpirun
+          const JudgeEval e = evaluate_judge();
+          evals->append({std::to_string(step_), log_number(e.brier), log_number(e.accuracy), log_number(e.auroc),
+                         log_number(e.ece)});
+          observer.on_judge_eval(step_, e);
+          val = e.brier;
+          const std::string why = plot_reliability((fs::path(options_.out_dir) / "reliability.svg").string(), e);
+          if (!why.empty() && !plot_warned) observer.on_message("reliability.svg not drawn: " + why);
+        }
       } else {
         const EvalResult e = evaluate();
-        std::vector<std::string> erow = {std::to_string(step_)};
-        for (double l : e.head_loss) erow.push_back(log_number(l));
-        erow.push_back(log_number(e.ensemble_loss));
-        erow.push_back(log_number(e.poe_loss));
-        erow.push_back(log_number(e.disagreement));
-        if (sft_) {
-          for (double x : e.head_exact_match) erow.push_back(log_number(x));
-          erow.push_back(log_number(e.ensemble_exact_match));
+        if (writer) {
+          std::vector<std::string> erow = {std::to_string(step_)};
+          for (double l : e.head_loss) erow.push_back(log_number(l));
+          erow.push_back(log_number(e.ensemble_loss));
+          erow.push_back(log_number(e.poe_loss));
+          erow.push_back(log_number(e.disagreement));
+          if (sft_) {
+            for (double x : e.head_exact_match) erow.push_back(log_number(x));
+            erow.push_back(log_number(e.ensemble_exact_match));
+          }
+          evals->append(erow);
+          observer.on_eval(step_, e);
         }
-        evals->append(erow);
-        observer.on_eval(step_, e);
         for (int64_t k : trained_heads_) val += e.head_loss[k];
         val /= static_cast<double>(trained_heads_.size());
       }

@@ -43,19 +43,24 @@ for f in train short; do
   "$hydra" tokenize --tokenizer "$tiny" "$dir/$f.txt" --out "$dir/$f.bin" >/dev/null || { echo "FAIL: tokenize $f"; exit 1; }
 done
 
-same_run() {  # same_run WHAT DIR_A DIR_B: the same final weights and the same logged losses and norms
+same_run() {  # same_run WHAT DIR_A DIR_B: the same final weights, logged losses and norms, and evaluations
   check "$1: the same final weights" cmp "$2/model.safetensors" "$3/model.safetensors"
   check "$1: the same metrics" diff <(losses "$2/metrics.csv") <(losses "$3/metrics.csv")
+  if [[ -f "$2/eval.csv" || -f "$3/eval.csv" ]]; then
+    check "$1: the same evaluations" cmp "$2/eval.csv" "$3/eval.csv"
+  fi
 }
 
 common=(--data "$dir/train.bin" --steps 4 --seq 16 --lr 3e-3 --warmup 1 --threads 1)
 
 # ---- data parallel ----
+# Evaluation too: each rank scores every other batch of --val (47 batches of 8), eval.csv the same bytes.
+val=(--val "$dir/train.bin" --eval-every 2 --eval-batch 8)
 for order in sequential shuffle; do
   expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" --data-order $order --batch 2 --grad-accum 2 \
-    --out "$dir/one-$order"
+    "${val[@]}" --out "$dir/one-$order"
   expect 0 "parallel: data, 2 MPI ranks" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --data-order $order \
-    --batch 2 --save-every 2 --out "$dir/dp-$order"
+    --batch 2 --save-every 2 "${val[@]}" --out "$dir/dp-$order"
   same_run "data parallel ($order)" "$dir/one-$order" "$dir/dp-$order"
 done
 # The gradient sum overlapped with backward (the default) and sent whole after it give the same bits,
@@ -64,7 +69,7 @@ done
 # and two data groups equal one process (the trunk runs twice per micro-batch: each layer's bucket is
 # sent after its last use).
 HYDRA_MPI_OVERLAP=0 expect 0 "the whole slab after backward" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" \
-  --data-order shuffle --batch 2 --out "$dir/dp-whole"
+  --data-order shuffle --batch 2 "${val[@]}" --out "$dir/dp-whole"
 same_run "data parallel, sum after backward" "$dir/one-shuffle" "$dir/dp-whole"
 HYDRA_MPI_OVERLAP=0 expect 0 "done: 4 steps" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 1 \
   --grad-accum 2 --out "$dir/dp-accum2-whole"
@@ -89,8 +94,9 @@ expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" "${heads[
 expect 0 "rank 0: head(s) 0,1; rank 1: head(s) 2" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" "${heads[@]}" \
   --freeze 'trunk.*' --out "$dir/hp-frozen"
 same_run "head parallel, trunk frozen" "$dir/one-frozen" "$dir/hp-frozen"
-expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" "${heads[@]}" --out "$dir/one-trunk"
-expect 0 "(trunk trains)" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" "${heads[@]}" --out "$dir/hp-trunk"
+expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" "${heads[@]}" "${val[@]}" --out "$dir/one-trunk"
+expect 0 "(trunk trains)" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" "${heads[@]}" "${val[@]}" \
+  --out "$dir/hp-trunk"
 same_run "head parallel, trunk trained" "$dir/one-trunk" "$dir/hp-trunk"
 # Head 2 on its own data, much shorter than the shared data: its rank wraps around its epochs as one
 # process would, and never waits for the others.
@@ -109,13 +115,13 @@ expect 2 "3 trained head(s) cannot be split over 4 MPI ranks" -- \
 # checkpoint to resume from; step 3's sums wait for rank 0, so by step 4 the checkpoint is complete.)
 start=$SECONDS
 HYDRA_TEST_KILL_AT=micro:4:1 "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 2 --save-every 2 \
-  --out "$dir/killed" >"$dir/killed.log" 2>&1
+  "${val[@]}" --out "$dir/killed" >"$dir/killed.log" 2>&1
 rc=$?
 check "a killed rank ends the job non-zero (exit $rc)" test $rc -ne 0
 check "... within 30 s (took $((SECONDS - start)) s)" test $((SECONDS - start)) -le 30
 check "the checkpoint of step 2 survives" test -d "$dir/killed/checkpoints/step_00000002"
 expect 0 "resuming at step 2" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 2 --save-every 2 \
-  --out "$dir/killed" --resume
+  "${val[@]}" --out "$dir/killed" --resume
 same_run "resumed after a killed rank" "$dir/dp-shuffle" "$dir/killed"
 # A rank that hangs (SIGSTOP) instead: the other one gives up at the deadline and ends the job.
 start=$SECONDS
