@@ -12,7 +12,8 @@ namespace hydra {
 
 namespace {
 
-LeafGradObserver g_leaf_grad_observer;
+// Per thread: a backward run on another thread never calls it (under MPI only the main thread may).
+thread_local LeafGradObserver g_leaf_grad_observer;
 
 void check_grad(const char* where, const Tensor& g, const Shape& shape, DType dtype) {
   HYDRA_ASSERT(g.shape() == shape, where, ": gradient of shape ", shape_str(g.shape()),

@@ -27,7 +27,8 @@ void run_backward(const Tensor& root, const Tensor& grad_output);
 // Called after every addition into a leaf's .grad during backward (once per contribution), on the
 // thread running backward. Data-parallel training uses it to start sending a layer's gradients as soon
 // as they are complete, while backward goes on with the layers below (train/gradient_buckets.h). An
-// empty function (the default) turns it off.
+// empty function (the default) turns it off. Set per thread: it sees the backward runs of the thread
+// that set it.
 using LeafGradObserver = std::function<void(const TensorImpl& leaf)>;
 void set_leaf_grad_observer(LeafGradObserver observer);
 

@@ -405,7 +405,7 @@ Command add_train_command(CLI::App& hydra) {
             std::unique_ptr<train::Trainer> trainer_ptr;
             // Every check happens here, before any work or write. Under mpirun the ranks then agree
             // that all of them are ready (a file missing on one machine fails only there): the first
-            // rank that failed reports why, and every rank exits 2.
+            // rank that failed reports why, and every rank exits non-zero (2 for a user error).
             const int rank = dist::rank(), ranks = dist::size();
             std::exception_ptr setup_error;
             try {

@@ -414,6 +414,21 @@ TEST_CASE("gradient buckets: one per layer, each complete (and sent) before back
   trainer_like_backward(model, inputs, targets);
   CHECK(std::equal(watched.begin(), watched.end(), params.grad_slab().begin()));
 
+  // The start order is fixed, whatever completes first: with head 0 not run (in SFT, a micro-batch can
+  // leave a head nothing to learn on one rank only), nothing after it in the order starts early.
+  params.zero_grad();
+  buckets.arm(uses, false);
+  {
+    Tensor h = model.forward_trunk(inputs);
+    Tensor h_in = h.detach();
+    h_in.set_requires_grad(true);
+    for (size_t k = 1; k < model.heads.size(); ++k)
+      lm_head_loss_share(model.lm_head, model.heads[k]->forward(h_in), targets, 8.0).backward();
+    h.backward(h_in.grad());
+  }
+  CHECK(buckets.started_early() == 0);
+  buckets.finish();
+
   // A wrong count is caught when the early-sent bucket receives another contribution: here the lm_head
   // is said to be used once, but three heads use it.
   params.zero_grad();

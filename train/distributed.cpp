@@ -230,7 +230,15 @@ bool advance(Piece& p, bool block) {
 }  // namespace
 
 RankOrderSum::RankOrderSum() = default;
-RankOrderSum::~RankOrderSum() = default;
+
+RankOrderSum::~RankOrderSum() {
+  if (pieces_.empty()) return;
+  // Only an error between start() and finish() gets here. MPI may still write into the buffers being
+  // freed, and the other ranks wait for this one's part of the sum: the job cannot go on.
+  std::fprintf(stderr, "hydra: rank %d: a gradient sum was still in flight when an error ended the step; "
+               "ending the job\n", g_rank);
+  abort(1);
+}
 
 void RankOrderSum::start(std::span<float> x) {
   if (g_size == 1) return;

@@ -10,10 +10,17 @@
 // "Final" is counted, not guessed: before the rank's last micro-batch of the step, the trainer says how
 // many contributions each parameter will still receive (one per use in the forward: a head's weights
 // one per run of that head, the trunk's one per run of the trunk, the shared lm_head one per head run).
-// The autograd engine reports every contribution (set_leaf_grad_observer); a bucket starts when its
-// count reaches zero. A contribution to a bucket already sent would be a bug and stops the run with an
-// internal error rather than sending a wrong sum. Every rank runs the same graph, so every rank starts
-// the same buckets in the same order, as MPI requires.
+// The autograd engine reports every contribution (set_leaf_grad_observer); a bucket is complete when
+// its count reaches zero. A contribution to a bucket already sent would be a bug and stops the run with
+// an internal error rather than sending a wrong sum.
+//
+// MPI matches the ranks' sums by the order they are started, so every rank must start the buckets in
+// the same order, and that order cannot be the order they complete in: that depends on the data (in
+// SFT, a micro-batch whose rows of one head are all padding runs no backward for that head on that
+// rank only). The buckets are started in one fixed order, the order backward usually completes them:
+// each head's blocks (last block first, head 0 first), then what follows the heads (the lm_head), then
+// the trunk's blocks from the last to the embedding. A bucket starts once it and every bucket before
+// it in that order are complete; on a rank where one is late, the ones after it wait for it.
 //
 // The result is bit-identical to summing the whole slab after backward: each element is still the sum
 // of the ranks' values in rank order (train/distributed.h); only the moment of sending changes.
@@ -51,9 +58,11 @@ class GradientBuckets {
   // contributions parameter i (in trainable.list() order) will still receive. fold_stash: this step
   // stashed earlier micro-batches' gradients (TrainableParameters::fold_stash each bucket first).
   void arm(const std::vector<int>& expected, bool fold_stash);
-  // Starts any bucket not started yet (a parameter that received fewer contributions than expected),
-  // in bucket order, and waits until every bucket is summed. Stops watching.
+  // Starts the buckets not started yet (in the fixed order; some may have received fewer contributions
+  // than expected), and waits until every bucket is summed. Stops watching.
   void finish();
+  // Stops watching without sending anything (an error unwinding the step; finish() also does it).
+  void disarm();
 
   size_t size() const { return buckets_.size(); }
   int64_t started_early() const { return started_early_; }  // buckets started before finish(), last step
@@ -65,13 +74,16 @@ class GradientBuckets {
     bool started = false;
   };
   void on_contribution(const TensorImpl& leaf);
+  void start_ready();  // starts, in the fixed order, every complete bucket whose turn it is
   void start(Bucket& b);
 
   TrainableParameters& trainable_;
-  std::vector<Bucket> buckets_;
+  std::vector<Bucket> buckets_;                        // in slab order
+  std::vector<size_t> order_;                          // the fixed start order (indices into buckets_)
+  size_t next_ = 0;                                    // the first bucket of order_ not started
   std::vector<size_t> bucket_of_;                      // parameter -> bucket
   std::unordered_map<const TensorImpl*, size_t> index_;  // parameter tensor -> parameter index
-  std::vector<int> remaining_;
+  std::vector<int> expected_, remaining_;
   bool fold_stash_ = false;
   int64_t started_early_ = 0;
   dist::RankOrderSum sum_;

@@ -161,6 +161,23 @@ int64_t Trainer::forward_backward(int64_t s, std::map<int64_t, double>& head_los
   auto mine = [&](int64_t k) { return !heads_split() || owner_of_head(k) == rank_; };
   // More than one micro-batch on this rank: each one's gradient alone, added in order (stash_grad).
   const bool stash = options_.grad_accum > 1;
+  if (data_split() && !overlap_checked_) {
+    // Overlapped or not changes which sums the ranks start; every rank must do the same. (mpirun passes
+    // the environment to the ranks of its own machine only; other machines need -x HYDRA_MPI_OVERLAP.)
+    std::vector<double> overlapping{buckets_ ? 1.0 : 0.0};
+    dist::allreduce_in_rank_order(overlapping);
+    HYDRA_CHECK(overlapping[0] == 0 || overlapping[0] == ranks_, "HYDRA_MPI_OVERLAP differs between the ranks (",
+                overlapping[0], " of ", ranks_, " overlap the gradient sums with backward); set it for every "
+                "rank (mpirun -x HYDRA_MPI_OVERLAP=...)");
+    overlap_checked_ = true;
+  }
+  // An error unwinding the step must not leave the engine reporting to the buckets.
+  struct Disarm {
+    GradientBuckets* buckets;
+    ~Disarm() {
+      if (buckets) buckets->disarm();
+    }
+  } disarm{buckets_.get()};
   for (int64_t m = 0; m < M; ++m) {
     if (data_split() && m % ranks_ != rank_) continue;  // another rank's micro-batch
     if (observer_) observer_->on_micro_batch(s, m);

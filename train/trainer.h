@@ -208,6 +208,7 @@ class Trainer {
   TrainingState training_state() const;
   void prune_checkpoints();
   void setup_parallel();
+  std::vector<int> uses_per_micro_batch() const;  // for buckets_: one per use in the forward
   bool heads_split() const { return ranks_ > 1 && options_.parallel == ParallelMode::Heads; }
   bool data_split() const { return ranks_ > 1 && options_.parallel == ParallelMode::Data; }
   bool writes_files() const { return rank_ == 0; }
@@ -235,9 +236,10 @@ class Trainer {
   int rank_ = 0, ranks_ = 1;
   std::map<int64_t, int> head_owner_;
   std::vector<int> param_owner_;
-  // Under data parallelism: the gradient sum overlapped with backward (null with $HYDRA_MPI_OVERLAP=0).
+  // Under data parallelism: the gradient sum overlapped with backward (null with $HYDRA_MPI_OVERLAP=0),
+  // and whether the ranks agreed on that (checked at the first step).
   std::unique_ptr<GradientBuckets> buckets_;
-  std::vector<int> uses_per_micro_batch() const;
+  bool overlap_checked_ = false;
 
   int64_t step_ = 0, tokens_seen_ = 0;
   double elapsed_before_ = 0;  // seconds trained before this process (a resumed run)

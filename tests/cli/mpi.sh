@@ -81,6 +81,10 @@ expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" --batch 2
 expect 0 "done: 4 steps" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 2 \
   --head-data 2="$dir/short.bin" --out "$dir/dp-groups"
 same_run "data parallel, two data groups" "$dir/one-groups" "$dir/dp-groups"
+# Ranks that disagree about the overlap would start different sums: refused at the first step.
+one=("$hydra" train "$dir/model" "${common[@]}" --batch 2 --out "$dir/dp-mixed")
+expect 2 "HYDRA_MPI_OVERLAP differs between the ranks" -- mpirun --allow-run-as-root --oversubscribe \
+  -np 1 -x HYDRA_MPI_OVERLAP=0 "${one[@]}" : -np 1 "${one[@]}"
 # Without --threads, each rank takes the cores divided by the ranks on the machine.
 "${mpi[@]}" "$hydra" train "$dir/model" --data "$dir/train.bin" --steps 1 --seq 16 --batch 2 --out "$dir/banner" \
   >"$dir/banner.log" 2>&1
