@@ -6,7 +6,7 @@
 // FLOATS defaults to 75,526,656 (the `small` preset's parameters: its gradient slab when all train); REPEATS to 10. Rank 0
 // prints the median time per all-reduce, the slab's size over that time ("algorithm" GB/s), and the
 // bytes each rank sends (the reduce-scatter and the all-gather each send (P-1)/P of the slab) over
-// that time ("bus" GB/s, comparable across P).
+// that time ("bus" GB/s, comparable across P). It checks the sum too (exits 1 when wrong).
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -35,6 +35,16 @@ int main(int argc, char** argv) {
     const double t0 = bench::now_seconds();
     dist::allreduce_in_rank_order(slab);
     times.push_back(bench::now_seconds() - t0);
+  }
+  // And the sum is right: small integers, exact in float32 whatever the order.
+  for (long long i = 0; i < n; ++i) slab[static_cast<size_t>(i)] = static_cast<float>((i % 13) * (r + 1));
+  dist::allreduce_in_rank_order(slab);
+  long long wrong = 0;
+  for (long long i = 0; i < n; ++i)
+    wrong += slab[static_cast<size_t>(i)] != static_cast<float>((i % 13) * P * (P + 1) / 2);
+  if (wrong > 0) {
+    std::fprintf(stderr, "bench_allreduce: rank %d: %lld of %lld sums are wrong\n", r, wrong, n);
+    dist::abort(1);
   }
   const double t = bench::median(times);
   const double bytes = static_cast<double>(n) * sizeof(float);

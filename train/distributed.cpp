@@ -102,6 +102,10 @@ void wait(MPI_Request& request, const char* what) {
 // The reduce-scatter + all-gather works on segments of at most this many floats, so its receive
 // buffer (P pieces of one segment) stays small however large the gradient slab.
 constexpr int64_t kSegment = int64_t{1} << 23;  // 32 MB of float32
+// The receive buffers of the pieces still scattering stay under this many floats (64 MB) plus one
+// segment: starting a piece past it first completes the oldest ones. Without a cap, a slow network
+// would let every bucket of the slab wait with a buffer of its size: a second gradient slab.
+constexpr int64_t kMaxInFlight = int64_t{1} << 24;
 
 }  // namespace
 
@@ -245,9 +249,20 @@ void RankOrderSum::start(std::span<float> x) {
   CommTimer timer;
   const int64_t n = static_cast<int64_t>(x.size());
   for (int64_t s0 = 0; s0 < n; s0 += kSegment) {
+    // Oldest first, as every rank does: a rank waiting here waits for pieces every rank has started.
+    while (!pieces_.empty() && receiving() > kMaxInFlight) {
+      advance(*pieces_.front(), true);
+      pieces_.erase(pieces_.begin());
+    }
     pieces_.push_back(std::make_unique<Piece>());
     start_scatter(*pieces_.back(), x.data() + s0, std::min(kSegment, n - s0));
   }
+}
+
+int64_t RankOrderSum::receiving() const {
+  int64_t floats = 0;
+  for (const auto& p : pieces_) floats += static_cast<int64_t>(p->received.size());
+  return floats;
 }
 
 void RankOrderSum::poll() {

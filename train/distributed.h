@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,7 +45,8 @@ void allreduce_in_rank_order(std::span<double> x);
 // poll() now and then (Open MPI moves data only inside MPI calls), finish() to wait for the rest. Every
 // rank must start spans of the same lengths in the same order. Each element is summed exactly as by
 // allreduce_in_rank_order (which is start + finish), so overlapping changes no bit. A started piece
-// holds a receive buffer as large as itself until it completes.
+// holds a receive buffer as large as itself until its share has arrived; start() keeps those buffers
+// under 64 MB (plus one 32 MB segment) by first completing the oldest pieces.
 class RankOrderSum {
  public:
   RankOrderSum();
@@ -58,6 +60,7 @@ class RankOrderSum {
   struct Piece;  // one segment in flight (distributed.cpp)
 
  private:
+  int64_t receiving() const;  // floats in the receive buffers of the pieces in flight
   std::vector<std::unique_ptr<Piece>> pieces_;
 };
 

@@ -81,6 +81,12 @@ expect 0 "done: 4 steps" -- "$hydra" train "$dir/model" "${common[@]}" --batch 2
 expect 0 "done: 4 steps" -- "${mpi[@]}" "$hydra" train "$dir/model" "${common[@]}" --batch 2 \
   --head-data 2="$dir/short.bin" --out "$dir/dp-groups"
 same_run "data parallel, two data groups" "$dir/one-groups" "$dir/dp-groups"
+# The rank-order sum itself on a slab of 5 segments (160 MB), past the 64 MB cap on receive buffers in
+# flight (start() then completes the oldest pieces first): bench_allreduce checks every sum.
+allreduce="$(dirname "$hydra")/bench_allreduce"
+if [[ -x "$allreduce" ]]; then
+  check "rank-order all-reduce of 40M floats, receive buffers capped" "${mpi[@]}" "$allreduce" 40000000 1
+fi
 # Ranks that disagree about the overlap would start different sums: refused at the first step.
 one=("$hydra" train "$dir/model" "${common[@]}" --batch 2 --out "$dir/dp-mixed")
 expect 2 "HYDRA_MPI_OVERLAP differs between the ranks" -- mpirun --allow-run-as-root --oversubscribe \
