@@ -371,13 +371,14 @@ TEST_CASE("token-weighted loss over micro-batches is the big batch's, not the me
 
 namespace {
 
-// One micro-batch as the trainer runs it: the trunk once, each head's fused loss and backward, then the
-// trunk's backward from the gradient the heads sent back.
-void trainer_like_backward(HydraTransformer& model, const Tensor& inputs, const Tensor& targets) {
+// One micro-batch as the trainer runs it: the trunk once, each head's fused loss and backward (from
+// first_head on), then the trunk's backward from the gradient the heads sent back.
+void trainer_like_backward(HydraTransformer& model, const Tensor& inputs, const Tensor& targets,
+                           size_t first_head = 0) {
   Tensor h = model.forward_trunk(inputs);
   Tensor h_in = h.detach();
   h_in.set_requires_grad(true);
-  for (size_t k = 0; k < model.heads.size(); ++k)
+  for (size_t k = first_head; k < model.heads.size(); ++k)
     lm_head_loss_share(model.lm_head, model.heads[k]->forward(h_in), targets, 8.0).backward();
   h.backward(h_in.grad());
 }
@@ -418,14 +419,7 @@ TEST_CASE("gradient buckets: one per layer, each complete (and sent) before back
   // leave a head nothing to learn on one rank only), nothing after it in the order starts early.
   params.zero_grad();
   buckets.arm(uses, false);
-  {
-    Tensor h = model.forward_trunk(inputs);
-    Tensor h_in = h.detach();
-    h_in.set_requires_grad(true);
-    for (size_t k = 1; k < model.heads.size(); ++k)
-      lm_head_loss_share(model.lm_head, model.heads[k]->forward(h_in), targets, 8.0).backward();
-    h.backward(h_in.grad());
-  }
+  trainer_like_backward(model, inputs, targets, /*first_head=*/1);
   CHECK(buckets.started_early() == 0);
   buckets.finish();
 
