@@ -415,8 +415,8 @@ TEST_CASE("gradient buckets: one per layer, each complete (and sent) before back
   trainer_like_backward(model, inputs, targets);
   CHECK(std::equal(watched.begin(), watched.end(), params.grad_slab().begin()));
 
-  // The start order is fixed, whatever completes first: with head 0 not run (in SFT, a micro-batch can
-  // leave a head nothing to learn on one rank only), nothing after it in the order starts early.
+  // The start order is fixed, whatever completes first: with head 0 not run (as for a micro-batch with
+  // no counted target for it, on one rank only), nothing after it in the order starts early.
   params.zero_grad();
   buckets.arm(uses, false);
   trainer_like_backward(model, inputs, targets, /*first_head=*/1);

@@ -15,9 +15,9 @@
 // an internal error rather than sending a wrong sum.
 //
 // MPI matches the ranks' sums by the order they are started, so every rank must start the buckets in
-// the same order, and that order cannot be the order they complete in: that depends on the data (in
-// SFT, a micro-batch whose rows of one head are all padding runs no backward for that head on that
-// rank only). The buckets are started in one fixed order, the order backward usually completes them:
+// the same order, and that order cannot be the order they complete in, which may depend on the data:
+// a micro-batch with no counted target for a head runs no backward for that head, on that rank only
+// (today's data never makes one: every SFT row has an answer token; the order must not hang on that). The buckets are started in one fixed order, the order backward usually completes them:
 // each head's blocks (last block first, head 0 first), then what follows the heads (the lm_head), then
 // the trunk's blocks from the last to the embedding. A bucket starts once it and every bucket before
 // it in that order are complete; on a rank where one is late, the ones after it wait for it.
