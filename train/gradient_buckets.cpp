@@ -18,18 +18,6 @@ std::string bucket_key(const std::string& name) {
   return last == std::string::npos ? name : name.substr(0, last);
 }
 
-namespace {
-
-// k of "heads.k.<rest>".
-int64_t head_of(const std::string& name) {
-  const size_t end = name.find('.', 6);
-  HYDRA_ASSERT(end != std::string::npos && end > 6 && name.find_first_not_of("0123456789", 6) == end,
-               "gradient buckets: '", name, "' is not named heads.<k>.<...>");
-  return std::stoll(name.substr(6, end - 6));
-}
-
-}  // namespace
-
 std::vector<int> uses_per_micro_batch(const TrainableParameters& t, int trunk_runs,
                                       const std::map<int64_t, int>& head_runs) {
   int all_head_runs = 0;
@@ -39,7 +27,7 @@ std::vector<int> uses_per_micro_batch(const TrainableParameters& t, int trunk_ru
     if (p.name.starts_with("trunk.")) {
       uses.push_back(trunk_runs);
     } else if (p.name.starts_with("heads.")) {
-      const auto it = head_runs.find(head_of(p.name));
+      const auto it = head_runs.find(head_of_parameter(p.name));
       uses.push_back(it == head_runs.end() ? 0 : it->second);
     } else {
       // A new top-level module would need its own count: fail loudly rather than guess.
@@ -76,7 +64,7 @@ GradientBuckets::GradientBuckets(TrainableParameters& trainable) : trainable_(tr
   for (size_t b = 0; b < buckets_.size(); ++b) {
     const std::string& first = first_names[b];
     const int part = first.starts_with("heads.") ? 0 : first.starts_with("trunk.") ? 2 : 1;
-    keys.emplace_back(part, part == 0 ? head_of(first) : 0, -buckets_[b].begin, b);
+    keys.emplace_back(part, part == 0 ? head_of_parameter(first) : 0, -buckets_[b].begin, b);
   }
   std::sort(keys.begin(), keys.end());
   for (const auto& key : keys) order_.push_back(std::get<3>(key));

@@ -12,6 +12,14 @@ namespace {
 int64_t aligned(int64_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
+int64_t head_of_parameter(const std::string& name) {
+  if (!name.starts_with("heads.")) return -1;
+  const size_t end = name.find('.', 6);
+  HYDRA_CHECK(end != std::string::npos && end > 6 && name.find_first_not_of("0123456789", 6) == end,
+              "parameter '", name, "' is not named heads.<k>.<...>");
+  return std::stoll(name.substr(6, end - 6));
+}
+
 bool decays(const std::string& name, const Tensor& param) {
   return param.dim() == 2 && !name.ends_with("embeddings.weight");
 }

@@ -33,6 +33,9 @@ struct TrainableParameter {
 // never to embeddings or norm weights (1-D).
 bool decays(const std::string& name, const Tensor& param);
 
+// The head a parameter belongs to: k for "heads.k.<...>", -1 for any other name.
+int64_t head_of_parameter(const std::string& name);
+
 class TrainableParameters {
  public:
   // Collects every parameter of `model` that requires grad. Error if there is none.

@@ -345,8 +345,7 @@ void Trainer::setup_parallel() {
   std::vector<bool> active(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string& name = list[i].name;
-    if (name.starts_with("heads.")) {
-      const int64_t k = std::stoll(name.substr(6, name.find('.', 6) - 6));
+    if (const int64_t k = head_of_parameter(name); k >= 0) {
       // A head that does not train has no trainable parameter (LoRA adapters go on trained heads only).
       HYDRA_CHECK(head_owner_.count(k), "--parallel heads: parameter '", name, "' trains but head ", k,
                   " is not a trained head");
