@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <charconv>
 
+#include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "nn/init.h"
 #include "tensor/copy.h"
 #include "tensor/gemm_small.h"
 #include "tensor/machine_memory.h"
+#include "tensor/parallel.h"
 
 namespace hydra {
 
@@ -55,6 +57,11 @@ const HydraTransformerConfig& checked(const HydraTransformerConfig& config, cons
     check_fits_in_memory(static_cast<uint64_t>(config.slab_bytes()),
                          detail::concat_message("building the model (", config.num_params(), " float32 parameters)"));
   return config;
+}
+
+bool all_distinct(std::vector<int64_t> v) {
+  std::sort(v.begin(), v.end());
+  return std::adjacent_find(v.begin(), v.end()) == v.end();
 }
 
 }  // namespace
@@ -130,10 +137,26 @@ std::pair<Tensor, std::vector<Tensor>> HydraTransformer::run_heads(const Tensor&
   const int64_t B = h.size(0), T = h.size(1), T_out = last_token_only ? 1 : T;
   const int64_t n = static_cast<int64_t>(selected.size()), V = config_.base_config.vocab_size;
   const bool graph = grad_mode_enabled();
-  for (int64_t k : selected) {
-    Tensor y = heads[k]->forward(h);                    // shape: (B, T, C)
-    if (last_token_only) y = narrow(y, 1, T - 1, 1);    // shape: (B, 1, C)
-    hidden.push_back(y);
+  hidden.resize(selected.size());
+  auto run_head = [&](size_t i) {
+    Tensor y = heads[static_cast<size_t>(selected[i])]->forward(h);  // shape: (B, T, C)
+    if (last_token_only) y = narrow(y, 1, T - 1, 1);                 // shape: (B, 1, C)
+    hidden[i] = y;
+  };
+  // Decoding runs the heads side by side, one per thread. Its products have a row or a few, which
+  // one thread streams at about its share of the memory bandwidth, and between two products each
+  // layer has small operations that run on one thread: run one head at a time and the other threads
+  // wait through those; run the heads at once and each thread keeps reading weights (measured:
+  // bench/README.md, 'Where a decoded token's time goes'). Every operation's result is independent
+  // of which thread runs it, so the bits are the same. A head selected twice runs in turn: its KV
+  // cache is advanced once per run.
+  if (!graph && n > 1 && B * T <= kernels::kSmallGemmRows && all_distinct(selected)) {
+    parallel_for(0, n, 1, [&](int64_t lo, int64_t hi) {
+      NoGradGuard no_grad;  // grad mode is per thread: the worker threads must not record either
+      for (int64_t i = lo; i < hi; ++i) run_head(static_cast<size_t>(i));
+    });
+  } else {
+    for (size_t i = 0; i < selected.size(); ++i) run_head(i);
   }
   // Decoding (no graph, a few rows per head): the heads' final rows go through the lm_head as one
   // product, so its weight (the largest matrix) is read from memory once per token instead of once per
