@@ -13,9 +13,9 @@ namespace hydra::kernels {
 
 namespace {
 
-constexpr int kLanes = 16;
-// Columns of B computed together: A's row is loaded once for four dot products.
-constexpr int kColumns = 4;
+// Lanes of a dot product: four 16-float vectors, so four independent chains of fused multiply-adds
+// (one chain waits on its own latency) while one row of B is read front to back.
+constexpr int kLanes = 64;
 // Columns of C accumulated together in the A·B form (a stack buffer of this many sums).
 constexpr int64_t kAxpyChunk = 256;
 
@@ -31,35 +31,7 @@ void store(T* c, T sum, T alpha, T beta) {
   *c = beta == T(0) ? alpha * sum : alpha * sum + beta * *c;
 }
 
-// c_in for kColumns = 4 consecutive columns n0.. of Bᵀ (rows n0.. of the stored B).
-template <class T>
-void dot_columns(const T* a, const T* b, int64_t ldb, int64_t K, T alpha, T beta, T* c) {
-  static_assert(kColumns == 4);
-  const T *b0 = b, *b1 = b0 + ldb, *b2 = b1 + ldb, *b3 = b2 + ldb;
-  T acc[kColumns][kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= K; k += kLanes) {
-    // The next block's rows of B (kColumns rows on), one cache line each per step: with rows of a few
-    // hundred values a block is over before the hardware prefetcher has ramped up (measured:
-    // bench/README.md, 'Decoding speed').
-    for (int j = 0; j < kColumns; ++j) __builtin_prefetch(b0 + (kColumns + j) * ldb + k);
-    for (int l = 0; l < kLanes; ++l) {
-      acc[0][l] = std::fma(a[k + l], b0[k + l], acc[0][l]);
-      acc[1][l] = std::fma(a[k + l], b1[k + l], acc[1][l]);
-      acc[2][l] = std::fma(a[k + l], b2[k + l], acc[2][l]);
-      acc[3][l] = std::fma(a[k + l], b3[k + l], acc[3][l]);
-    }
-  }
-  for (int l = 0; k < K; ++k, ++l) {
-    acc[0][l] = std::fma(a[k], b0[k], acc[0][l]);
-    acc[1][l] = std::fma(a[k], b1[k], acc[1][l]);
-    acc[2][l] = std::fma(a[k], b2[k], acc[2][l]);
-    acc[3][l] = std::fma(a[k], b3[k], acc[3][l]);
-  }
-  for (int j = 0; j < kColumns; ++j) store(c + j, reduce_lanes(acc[j]), alpha, beta);
-}
-
-// The same sum for one column.
+// c = alpha · (a · b) + beta · c for one row a of A and one stored row b of B (a column of Bᵀ).
 template <class T>
 void dot_column(const T* a, const T* b, int64_t K, T alpha, T beta, T* c) {
   T acc[kLanes] = {};
@@ -70,16 +42,43 @@ void dot_column(const T* a, const T* b, int64_t K, T alpha, T beta, T* c) {
   store(c, reduce_lanes(acc), alpha, beta);
 }
 
+// The same sums for rows i..i+3 of A and one row b of B: B's values are loaded once for four rows (the
+// form for several rows, where the loads would otherwise bound the time). Each sum is formed exactly as
+// dot_column forms it, so a row's bits do not depend on whether it went through here.
+template <class T>
+void dot_column_4_rows(const T* a, int64_t lda, const T* b, int64_t K, T alpha, T beta, T* c, int64_t ldc) {
+  const T *a0 = a, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+  T acc[4][kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= K; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const T bk = b[k + l];
+      acc[0][l] = std::fma(a0[k + l], bk, acc[0][l]);
+      acc[1][l] = std::fma(a1[k + l], bk, acc[1][l]);
+      acc[2][l] = std::fma(a2[k + l], bk, acc[2][l]);
+      acc[3][l] = std::fma(a3[k + l], bk, acc[3][l]);
+    }
+  for (int l = 0; k < K; ++k, ++l) {
+    acc[0][l] = std::fma(a0[k], b[k], acc[0][l]);
+    acc[1][l] = std::fma(a1[k], b[k], acc[1][l]);
+    acc[2][l] = std::fma(a2[k], b[k], acc[2][l]);
+    acc[3][l] = std::fma(a3[k], b[k], acc[3][l]);
+  }
+  for (int r = 0; r < 4; ++r) store(c + r * ldc, reduce_lanes(acc[r]), alpha, beta);
+}
+
 template <class T>
 void gemm_nt(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
              T* C, int64_t ldc) {
-  // Columns outside, rows inside: a block of B's rows is read from memory once and reused from cache
-  // for every row of A.
-  int64_t n = 0;
-  for (; n + kColumns <= N; n += kColumns)
-    for (int64_t i = 0; i < M; ++i) dot_columns(A + i * lda, B + n * ldb, ldb, K, alpha, beta, C + i * ldc + n);
-  for (; n < N; ++n)
-    for (int64_t i = 0; i < M; ++i) dot_column(A + i * lda, B + n * ldb, K, alpha, beta, C + i * ldc + n);
+  // Columns outside, rows inside: each row of B is read from memory once, as one forward stream (which
+  // the hardware prefetcher follows best: measured, bench/README.md), and reused from cache for every
+  // row of A.
+  for (int64_t n = 0; n < N; ++n) {
+    const T* b = B + n * ldb;
+    int64_t i = 0;
+    for (; i + 4 <= M; i += 4) dot_column_4_rows(A + i * lda, lda, b, K, alpha, beta, C + i * ldc + n, ldc);
+    for (; i < M; ++i) dot_column(A + i * lda, b, K, alpha, beta, C + i * ldc + n);
+  }
 }
 
 template <class T>

@@ -2,8 +2,8 @@
 // speculative decoding's few-position verification. tensor/gemm.cpp sends such products here.
 //
 // Each element of C is computed on its own, in a fixed order that depends only on K:
-//   C = A Bᵀ (trans_b):  c_in = Σ_k a_ik b_nk over 16 lanes (k into lane k % 16, fused multiply-adds in
-//                        ascending k), the lanes then added pairwise (8, 4, 2, 1);
+//   C = A Bᵀ (trans_b):  c_in = Σ_k a_ik b_nk over 64 lanes (k into lane k % 64, fused multiply-adds in
+//                        ascending k), the lanes then added pairwise (32, 16, 8, 4, 2, 1);
 //   C = A B:             c_in = Σ_k a_ik b_kn, one fused multiply-add per k in ascending k;
 // then c = alpha · sum + beta · c (c is not read when beta is 0). So row i of C has the same bits
 // whatever M is, and whichever columns a task computes: the logits of γ positions scored at once
