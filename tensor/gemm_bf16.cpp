@@ -32,7 +32,7 @@ namespace {
 
 constexpr int kLanes = 16;               // float32 sums per element: one 512-bit register
 constexpr int64_t kChunk = 2 * kLanes;   // bfloat16 values one vdpbf16ps consumes per operand
-constexpr int kRows = 4, kCols = 4;      // register block: 4 rows of A × 4 rows of W, 16 sums in flight
+constexpr int kRows = 4, kCols = 2;      // register block: 4 rows of A × 2 rows of W, 8 sums in flight
 
 int64_t padded(int64_t K) { return (K + kChunk - 1) / kChunk * kChunk; }
 
