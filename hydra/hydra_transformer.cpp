@@ -147,7 +147,7 @@ std::pair<Tensor, std::vector<Tensor>> HydraTransformer::run_heads(const Tensor&
   // one thread streams at about its share of the memory bandwidth, and between two products each
   // layer has small operations that run on one thread: run one head at a time and the other threads
   // wait through those; run the heads at once and each thread keeps reading weights (measured:
-  // bench/README.md, 'Where a decoded token's time goes'). Every operation's result is independent
+  // bench/README.md, 'What closed part of the gap'). Every operation's result is independent
   // of which thread runs it, so the bits are the same. A head selected twice runs in turn: its KV
   // cache is advanced once per run.
   if (!graph && n > 1 && B * T <= kernels::kSmallGemmRows && all_distinct(selected)) {
