@@ -6,6 +6,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
 #include "nn/init.h"
+#include "nn/lora.h"
 #include "tensor/copy.h"
 #include "tensor/gemm_small.h"
 #include "tensor/machine_memory.h"
@@ -65,6 +66,12 @@ bool all_distinct(std::vector<int64_t> v) {
 }
 
 }  // namespace
+
+bool HydraTransformer::heads_draw_dropout_masks(const std::vector<int64_t>& selected) {
+  for (int64_t k : selected)
+    if (nn::draws_dropout_masks(*heads[static_cast<size_t>(k)])) return true;
+  return false;
+}
 
 HydraTransformer::HydraTransformer(const HydraTransformerConfig& config, const std::string& init_device,
                                    uint64_t seed)
@@ -149,8 +156,10 @@ std::pair<Tensor, std::vector<Tensor>> HydraTransformer::run_heads(const Tensor&
   // wait through those; run the heads at once and each thread keeps reading weights (measured:
   // bench/README.md, 'What closed part of the gap'). Every operation's result is independent
   // of which thread runs it, so the bits are the same. A head selected twice runs in turn: its KV
-  // cache is advanced once per run.
-  if (!graph && n > 1 && B * T <= kernels::kSmallGemmRows && all_distinct(selected)) {
+  // cache is advanced once per run. Heads whose adapters draw dropout masks also run in turn: they
+  // share one generator, and the masks must be drawn in head order.
+  if (!graph && n > 1 && B * T <= kernels::kSmallGemmRows && all_distinct(selected) &&
+      !heads_draw_dropout_masks(selected)) {
     parallel_for(0, n, 1, [&](int64_t lo, int64_t hi) {
       NoGradGuard no_grad;  // grad mode is per thread: the worker threads must not record either
       for (int64_t i = lo; i < hi; ++i) run_head(static_cast<size_t>(i));

@@ -109,6 +109,7 @@ class HydraTransformer : public nn::Module {
   // Runs the selected heads on h and applies the lm_head; also returns each run's pre-norm output.
   std::pair<Tensor, std::vector<Tensor>> run_heads(const Tensor& h, const std::vector<int64_t>& selected,
                                                    bool last_token_only);
+  bool heads_draw_dropout_masks(const std::vector<int64_t>& selected);
   std::vector<nn::Attention*> cached_attentions(bool omit_last);
   void initialize(uint64_t seed);
 

@@ -107,4 +107,10 @@ int64_t set_lora_training(Module& root, Generator* dropout_gen) {
   return n;
 }
 
+bool draws_dropout_masks(Module& root) {
+  for (auto& [path, linear] : named_linears(root))
+    if (linear->lora && linear->lora->dropout_gen != nullptr && linear->lora->dropout > 0) return true;
+  return false;
+}
+
 }  // namespace hydra::nn

@@ -85,5 +85,9 @@ std::vector<std::pair<std::string, Linear*>> named_linears(Module& root);
 // Training mode for every adapter under `root`: dropout draws from *dropout_gen; nullptr turns dropout
 // off (evaluation, and training with dropout 0 never draws). Returns how many adapters it set.
 int64_t set_lora_training(Module& root, Generator* dropout_gen);
+// True when a forward through `root` draws dropout masks (an adapter in training mode with dropout > 0):
+// such a forward consumes a shared generator, so the order of the draws, and the bits, depend on the
+// order the modules run in.
+bool draws_dropout_masks(Module& root);
 
 }  // namespace hydra::nn

@@ -486,6 +486,33 @@ TEST_CASE("adapter dropout: only while training, only on the adapter input, from
   CHECK(got.to_vector<float>() == want.to_vector<float>());
 }
 
+TEST_CASE("adapter dropout without a graph: a few rows per head still draw the masks in head order") {
+  // A forward without a graph and with few rows per head may run the heads side by side; heads whose
+  // adapters draw dropout masks from the one generator must not, or the draws interleave.
+  hydra::test::ScopedThreads scoped(2);
+  auto model = small_config().build("cpu", 3);
+  Generator init(3);
+  add_lora_adapters(*model, lora_config(4, {"w1", "w2", "w3"}, 0, 0.5), {0, 1, 2}, init);
+  randomize_lora_B(*model, 4);
+  const Tensor ids = sample_ids(1, 4);  // 4 rows per head: the few-row path
+  Generator gen(99);
+  nn::set_lora_training(*model, &gen);
+  std::vector<float> one_at_a_time;
+  {
+    NoGradGuard no_grad;
+    for (int64_t k = 0; k < 3; ++k) {
+      std::vector<float> v = model->forward(ids, std::nullopt, std::vector<int64_t>{k}).to_vector<float>();
+      one_at_a_time.insert(one_at_a_time.end(), v.begin(), v.end());
+    }
+  }
+  const uint64_t used = gen.offset();
+  for (int repeat = 0; repeat < 100; ++repeat) {
+    gen.set_state(99, 0);
+    REQUIRE(logits_of(*model, ids) == one_at_a_time);
+    REQUIRE(gen.offset() == used);
+  }
+}
+
 TEST_CASE("an adapted model with dropout trains bit-identically at 1 and 2 threads") {
   // Big enough that the GEMMs and the dropout kernel split across threads (B·T·C > 4096).
   auto run = [](int threads) {
