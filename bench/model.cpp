@@ -37,7 +37,9 @@
 #include "hydra/generate.h"
 #include "hydra/hydra_transformer.h"
 #include "hydra/model_dir.h"
+#include "nn/module.h"
 #include "tensor/allocator.h"
+#include "tensor/gemm_bf16.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
 #include "train/trainer.h"
@@ -54,12 +56,14 @@ struct Options {
   std::string mode = "train";
   int64_t batch = 8, seq = 256;
   int iters = 5, warmup = 1, threads = 0;
+  std::string dtype = "fp32";  // decode only: bf16 stores every weight matrix as bfloat16 first
+  std::string model_dir;       // decode only: load this model directory (as `hydra generate` does)
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "bench_model: %s\nusage: bench_model --preset tiny|small|gpt2 [--mode forward|train|finetune|lora|decode] "
-               "[--batch B] [--seq T] [--iters N] [--warmup W] [--threads N]\n",
+               "[--batch B] [--seq T] [--iters N] [--warmup W] [--threads N] [--dtype fp32|bf16] [--model-dir DIR] (the last two: decode)\n",
                why);
   std::exit(2);
 }
@@ -77,10 +81,15 @@ Options parse(int argc, char** argv) {
     else if (arg == "--iters") o.iters = std::atoi(value);
     else if (arg == "--warmup") o.warmup = std::atoi(value);
     else if (arg == "--threads") o.threads = std::atoi(value);
+    else if (arg == "--dtype") o.dtype = value;
+    else if (arg == "--model-dir") o.model_dir = value;
     else usage(("unknown option " + arg).c_str());
   }
   if (o.mode != "forward" && o.mode != "train" && o.mode != "finetune" && o.mode != "lora" && o.mode != "decode")
     usage("--mode must be forward, train, finetune, lora or decode");
+  if (o.dtype != "fp32" && o.dtype != "bf16") usage("--dtype must be fp32 or bf16");
+  if ((o.dtype == "bf16" || !o.model_dir.empty()) && o.mode != "decode")
+    usage("--dtype bf16 and --model-dir are for --mode decode only");
   if (o.batch < 1 || o.seq < 2 || o.iters < 1 || o.warmup < 0) usage("bad --batch/--seq/--iters/--warmup");
   return o;
 }
@@ -92,7 +101,10 @@ int main(int argc, char** argv) {
   set_num_threads(o.threads > 0 ? o.threads : default_num_threads());
 
   const HydraTransformerConfig config = HydraTransformerConfig::preset(o.preset);
-  auto model = config.build("cpu", 0);
+  // Decoding from a model directory loads it as `hydra generate --dtype` does (bfloat16 straight from the
+  // file, never the whole float32 model in memory), so the peak memory is the command line's.
+  auto model = o.model_dir.empty() ? config.build("cpu", 0)
+                                   : load_model_dir(o.model_dir, o.dtype == "bf16" ? DType::BFloat16 : DType::Float32);
   const int64_t vocab = config.base_config.vocab_size;
 
   // One fixed batch of T+1 tokens: inputs are the first T, targets the last T.
@@ -103,9 +115,10 @@ int main(int argc, char** argv) {
 
   auto report = [&](const std::vector<double>& times, double tokens_per_iter) {
     const double med = median(times);
-    std::printf("RESULT impl=hydra preset=%s mode=%s batch=%lld seq=%lld threads=%d iters=%zu median_s=%.6f "
-                "min_s=%.6f max_s=%.6f tokens_per_s=%.1f allocator_peak_mb=%.1f\n",
-                o.preset.c_str(), o.mode.c_str(), static_cast<long long>(o.batch), static_cast<long long>(o.seq),
+    std::printf("RESULT impl=hydra preset=%s mode=%s dtype=%s%s%s batch=%lld seq=%lld threads=%d iters=%zu "
+                "median_s=%.6f min_s=%.6f max_s=%.6f tokens_per_s=%.1f allocator_peak_mb=%.1f\n",
+                o.preset.c_str(), o.mode.c_str(), o.dtype.c_str(), o.dtype == "bf16" ? " bf16_path=" : "",
+                o.dtype == "bf16" ? kernels::bf16_path_name(kernels::bf16_path()) : "", static_cast<long long>(o.batch), static_cast<long long>(o.seq),
                 num_threads(), times.size(), med, *std::min_element(times.begin(), times.end()),
                 *std::max_element(times.begin(), times.end()), tokens_per_iter / med,
                 static_cast<double>(allocator_stats().peak_in_use_bytes) / 1e6);
@@ -126,6 +139,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (o.mode == "decode") {
+    if (o.dtype == "bf16" && o.model_dir.empty()) nn::convert_matrices_to_bfloat16(*model);
     // The first 16 ids of the batch are the prompt. generate() emits its first token from the prompt's
     // logits and runs the model once per further token: max_new_tokens = 129 is 128 decoding steps.
     const std::vector<int64_t> row = contiguous(narrow(narrow(tokens, 0, 0, 1), 1, 0, 16)).to_vector<int64_t>();

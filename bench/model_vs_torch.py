@@ -3,7 +3,8 @@
 For each preset (bench/presets.py: tiny, small, gpt2) and each work (train: a full training step;
 finetune: the trunk frozen; lora: rank-8 adapters on every head's w1, w2, w3; decode: KV-cached greedy
 decoding, batch 1, 16-token prompt, 128 new tokens, mean of all heads; forward: inference of every
-head's logits), runs Hydra's bench_model and bench/torch_hydra.py as separate processes, alternating
+head's logits; decode-bf16: the same decoding with bfloat16 weights, against Hydra's own float32 decoding,
+not PyTorch), runs Hydra's bench_model and bench/torch_hydra.py as separate processes, alternating
 them for --rounds rounds (the machines are shared and noisy: interleaving spreads the noise over both),
 each under /usr/bin/time -v for its peak resident memory. bench_roofline runs before and after, so the
 rates can be read against this machine's GEMM and memory-bandwidth ceilings measured in the same run.
@@ -16,16 +17,18 @@ LD_LIBRARY_PATH; the default pthreads build oversubscribes next to PyTorch's Ope
 
 Usage (from the repo root, after building; bench/run.sh does both):
   /usr/bin/python3 bench/model_vs_torch.py [--build build] [--presets tiny,small,gpt2]
-      [--works train,finetune,lora,decode] [--threads 2] [--rounds 3] [--iters 3] [--warmup 1]
+      [--works train,finetune,lora,decode,decode-bf16] [--threads 2] [--rounds 3] [--iters 3] [--warmup 1]
       [--readme bench/README.md] [--note TEXT] [--torch-omp-passive]
 """
 import argparse
 import datetime
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import DECODE_NEW, PRESETS, decode_bytes_per_token, model_params, step_flops  # noqa: E402
@@ -39,6 +42,7 @@ BEGIN, END = "<!-- model_vs_torch: begin -->", "<!-- model_vs_torch: end -->"
 SPEED_TARGET = {
     "train": {"tiny": 1.3, "small": 1.1, "gpt2": 1.1},
     "decode": {"tiny": 3.0, "small": 2.0, "gpt2": 1.5},
+    "decode-bf16": {"small": 1.7, "gpt2": 1.7},  # against Hydra's own float32 decoding
 }
 SPEED_TARGET["finetune"] = SPEED_TARGET["lora"] = SPEED_TARGET["train"]
 MEMORY_TARGET = 0.5  # training works
@@ -97,7 +101,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="build directory holding bench_model and bench_roofline")
     ap.add_argument("--presets", default="tiny,small,gpt2")
-    ap.add_argument("--works", default="train,finetune,lora,decode")
+    ap.add_argument("--works", default="train,finetune,lora,decode,decode-bf16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=3)
@@ -111,7 +115,9 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     bench_model = os.path.join(a.build, "bench_model")
     roofline = os.path.join(a.build, "bench_roofline")
+    hydra_cli = os.path.join(a.build, "hydra")
     for path, what in [(bench_model, "build it: bash bench/run.sh does"),
+                       (hydra_cli, "build it: bash bench/run.sh does"),
                        (roofline, "build it: bash bench/run.sh does"),
                        ("/usr/bin/time", "install the Debian package 'time'"),
                        (TCMALLOC, "install the Debian package 'libgoogle-perftools4'"),
@@ -123,8 +129,9 @@ def main():
         if p not in PRESETS:
             sys.exit(f"model_vs_torch: unknown preset '{p}' (known: {', '.join(PRESETS)})")
     for w in works:
-        if w not in ("forward", "train", "finetune", "lora", "decode"):
-            sys.exit(f"model_vs_torch: unknown work '{w}' (known: forward, train, finetune, lora, decode)")
+        if w not in ("forward", "train", "finetune", "lora", "decode", "decode-bf16"):
+            sys.exit(f"model_vs_torch: unknown work '{w}' (known: forward, train, finetune, lora, decode, "
+                     "decode-bf16)")
 
     torch_env = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS_OPENMP, LD_PRELOAD=TCMALLOC,
                      OMP_NUM_THREADS=str(a.threads))
@@ -141,22 +148,42 @@ def main():
     roof = [measure_roofline()]
 
     rows = []
+    bf16_paths = set()
+    scratch = tempfile.mkdtemp(prefix="hydra-bench-")
     for preset in presets:
         c = PRESETS[preset]
         for work in works:
-            common = ["--preset", preset, "--mode", work, "--batch", str(c["batch"]), "--seq", str(c["seq"]),
+            # decode-bf16 compares Hydra with bfloat16 weights against Hydra's float32 (the "torch" side).
+            mode = "decode" if work == "decode-bf16" else work
+            common = ["--preset", preset, "--mode", mode, "--batch", str(c["batch"]), "--seq", str(c["seq"]),
                       "--iters", str(a.iters), "--warmup", str(a.warmup), "--threads", str(a.threads)]
+            # decode-bf16: the bf16 side loads a model directory as `hydra generate --dtype bf16` does
+            # (converted while read: its peak memory is the command line's); the float32 side is the decode
+            # row's model built in memory, which decoded faster than one loaded from a file in every trial
+            # (bench/README.md), so the ratio is against the faster float32.
+            bf16_args = []
+            if work == "decode-bf16":
+                model_dir = os.path.join(scratch, preset)
+                if not os.path.exists(model_dir):
+                    subprocess.run([hydra_cli, "init", "--preset", preset, "--out", model_dir], env=hydra_env,
+                                   check=True, capture_output=True)
+                bf16_args = ["--model-dir", model_dir, "--dtype", "bf16"]
             runs = {"hydra": [], "torch": []}
             for _ in range(a.rounds):
                 for impl in ("hydra", "torch"):
                     if impl == "hydra":
+                        cmd, env = [bench_model] + common + bf16_args, hydra_env
+                    elif work == "decode-bf16":
                         cmd, env = [bench_model] + common, hydra_env
                     else:
                         cmd, env = ["/usr/bin/python3", os.path.join(here, "torch_hydra.py")] + common, torch_env
                     fields, peak = run(cmd, env)
+                    if "bf16_path" in fields:
+                        bf16_paths.add(fields["bf16_path"])
                     runs[impl].append((float(fields["median_s"]), peak))
                 loads.append(load_average())
             rows.append((preset, work, runs))
+    shutil.rmtree(scratch)
     roof.append(measure_roofline())
     loads.append(load_average())
 
@@ -196,6 +223,12 @@ def main():
             rate = f"{tokens / med_h:.1f} tok/s = {100 * frac:.0f}% of the bandwidth bound ({bound:.0f} tok/s)"
             ok = ok and frac >= DECODE_BOUND_TARGET
             target_text = f"≥ {target}× and ≥ 80% of bound" if target else ""
+        elif work == "decode-bf16":
+            tokens = DECODE_NEW
+            bound = read_gbs * 1e9 / (decode_bytes_per_token(c) / 2)
+            rate = (f"{tokens / med_h:.1f} tok/s = {100 * tokens / med_h / bound:.0f}% of the bf16 bound "
+                    f"({bound:.0f} tok/s); float32 {tokens / med_t:.1f}")
+            target_text = f"≥ {target}× Hydra float32" if target else ""
         elif work == "forward":
             tokens = c["batch"] * c["seq"]
             rate = f"{tokens / med_h:.0f} tok/s"
@@ -214,6 +247,13 @@ def main():
                    f"({fmt_range(ratios, 2)}) | {target_text}{mark} | {rate} | {mt:.0f} | {mh:.0f} | "
                    f"**{mh / mt:.2f}** |")
     out.append("")
+    if "decode-bf16" in works:
+        out.append("decode-bf16: the \"PyTorch\" columns are Hydra's own float32 decoding (the bf16 target is "
+                   "relative to it); the bf16 product ran on the "
+                   f"{', '.join(sorted(bf16_paths)) or 'unknown'} path. bf16 loads a model directory as "
+                   "`hydra generate --dtype bf16` does (converted while it is read); float32 is the decode row's "
+                   "model, built in memory (faster than one loaded from a file). Memory: bf16's peak ÷ float32's.")
+        out.append("")
     out.append("Tokens: the tokens one iteration processes (batch × seq; for decode the 128 new tokens, timed "
                "without the 16-token prompt's prefill). GFLOP/s: bench/presets.py's count (6 × the weights "
                "a token trains, 4 × those it only backpropagates through, 2 × those it only runs forward, "

@@ -24,6 +24,6 @@ for arg in "$@"; do
 done
 
 bash scripts/install-deps.sh --bench
-bash scripts/build.sh build -- bench_model bench_roofline
+bash scripts/build.sh build -- bench_model bench_roofline hydra
 echo "bench/run.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) before the run"
 exec /usr/bin/python3 bench/model_vs_torch.py --build build ${readme[@]+"${readme[@]}"} ${args[@]+"${args[@]}"}

@@ -30,9 +30,10 @@ namespace hydra::kernels {
 
 namespace {
 
-constexpr int kLanes = 16;               // float32 sums per element: one 512-bit register
+constexpr int kLanes = 16;               // float32 sums in one 512-bit register
+constexpr int kRegs = 4;                 // registers of sums per element: 64 lanes, four independent chains
 constexpr int64_t kChunk = 2 * kLanes;   // bfloat16 values one vdpbf16ps consumes per operand
-constexpr int kRows = 4, kCols = 2;      // register block: 4 rows of A × 2 rows of W, 8 sums in flight
+constexpr int kRows = 4;                 // register block: 4 rows of A × one weight row, 16 sums in flight
 
 int64_t padded(int64_t K) { return (K + kChunk - 1) / kChunk * kChunk; }
 
@@ -41,10 +42,16 @@ int64_t padded(int64_t K) { return (K + kChunk - 1) / kChunk * kChunk; }
 // A bfloat16 below the normal range reads as zero (vdpbf16ps treats its inputs so), sign kept.
 uint16_t zero_if_subnormal(uint16_t b) { return (b & 0x7f80u) == 0 ? static_cast<uint16_t>(b & 0x8000u) : b; }
 
-float reduce_lanes(float* acc) {
+// The 64 sums (register r holds lanes 16r..16r+15) added pairwise: 32, 16, 8, 4, 2, 1.
+float reduce_lanes(float (*acc)[kLanes]) {
+  for (int l = 0; l < kLanes; ++l) {
+    acc[0][l] += acc[2][l];
+    acc[1][l] += acc[3][l];
+  }
+  for (int l = 0; l < kLanes; ++l) acc[0][l] += acc[1][l];
   for (int width = kLanes / 2; width >= 1; width /= 2)
-    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
-  return acc[0];
+    for (int l = 0; l < width; ++l) acc[0][l] += acc[0][l + width];
+  return acc[0][0];
 }
 
 // Rows of A rounded to bfloat16 (subnormals read as zero), each zero-padded to padded(K) values.
@@ -82,71 +89,52 @@ uint32_t even_bits(uint32_t pair) { return zero_if_subnormal32(pair << 16); }
 // A float32 sum below the normal range becomes zero, sign kept (vdpbf16ps flushes its results so).
 float flush(float x) { return float_of(zero_if_subnormal32(bits_of(x))); }
 
-// One chunk (32 values: 16 pairs) of a row of A against CB weight rows, into acc[j][lane].
-template <int CB>
-void chunk_portable(const uint16_t* a, const uint16_t* const* w, float (*acc)[kLanes]) {
-  uint32_t ap[kLanes];
+// One chunk (32 values: 16 pairs) of a row of A against the same chunk of a weight row, into acc[lane].
+void chunk_portable(const uint16_t* a, const uint16_t* w, float* acc) {
+  uint32_t ap[kLanes], wp[kLanes];
   std::memcpy(ap, a, sizeof(ap));
-  float a_odd[kLanes], a_even[kLanes];
+  std::memcpy(wp, w, sizeof(wp));
+  // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
+  // instruction's add does.
   for (int l = 0; l < kLanes; ++l) {
-    a_odd[l] = float_of(odd_bits(ap[l]));
-    a_even[l] = float_of(even_bits(ap[l]));
-  }
-  for (int j = 0; j < CB; ++j) {
-    uint32_t wp[kLanes];
-    std::memcpy(wp, w[j], sizeof(wp));
-    // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
-    // instruction's add does.
-    for (int l = 0; l < kLanes; ++l) {
-      const float odd = flush(std::fma(a_odd[l], float_of(odd_bits(wp[l])), acc[j][l]));
-      acc[j][l] = flush(std::fma(a_even[l], float_of(even_bits(wp[l])), odd));
-    }
+    const float odd = flush(std::fma(float_of(odd_bits(ap[l])), float_of(odd_bits(wp[l])), acc[l]));
+    acc[l] = flush(std::fma(float_of(even_bits(ap[l])), float_of(even_bits(wp[l])), odd));
   }
 }
 
-// c[j] = the contract's sum for row a against weight rows w0 + j·ldw, j < CB.
-template <int CB>
-void block_portable(const uint16_t* a, const uint16_t* w0, int64_t ldw, int64_t K, float* c) {
-  float acc[CB][kLanes] = {};
-  const uint16_t* w[CB];
+// The contract's sum for row a against weight row w: chunk c goes to register c % 4.
+float dot_portable(const uint16_t* a, const uint16_t* w, int64_t K) {
+  float acc[kRegs][kLanes] = {};
   const int64_t full = K / kChunk * kChunk;
-  for (int64_t k = 0; k < full; k += kChunk) {
-    for (int j = 0; j < CB; ++j) {
-      w[j] = w0 + j * ldw + k;
-      __builtin_prefetch(w0 + (CB + j) * ldw + k);  // the next block's rows, as on the AVX-512 path
-    }
-    chunk_portable<CB>(a + k, w, acc);
+  for (int64_t k = 0; k < full; k += kChunk) chunk_portable(a + k, w + k, acc[(k / kChunk) % kRegs]);
+  if (full < K) {  // the weight row's last K - full values, zero-padded as the row of A is
+    uint16_t tail[kChunk] = {};
+    std::copy(w + full, w + K, tail);
+    chunk_portable(a + full, tail, acc[(full / kChunk) % kRegs]);
   }
-  if (full < K) {  // the weight rows' last K - full values, zero-padded as the row of A is
-    uint16_t tail[CB][kChunk] = {};
-    for (int j = 0; j < CB; ++j) {
-      std::copy(w0 + j * ldw + full, w0 + j * ldw + K, tail[j]);
-      w[j] = tail[j];
-    }
-    chunk_portable<CB>(a + full, w, acc);
-  }
-  for (int j = 0; j < CB; ++j) c[j] = reduce_lanes(acc[j]);
+  return reduce_lanes(acc);
 }
 
 void tile_portable(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, const uint16_t* Abf,
                    const bfloat16* W, int64_t ldw, float* C, int64_t ldc) {
   const int64_t Kp = padded(K);
   // Columns outside, rows inside, as on the AVX-512 path.
-  int64_t n = c0;
-  for (; n + kCols <= c1; n += kCols)
-    for (int64_t i = r0; i < r1; ++i) block_portable<kCols>(Abf + i * Kp, &W[n * ldw].bits, ldw, K, C + i * ldc + n);
-  for (; n < c1; ++n)
-    for (int64_t i = r0; i < r1; ++i) block_portable<1>(Abf + i * Kp, &W[n * ldw].bits, ldw, K, C + i * ldc + n);
+  for (int64_t n = c0; n < c1; ++n) {
+    const uint16_t* w = &W[n * ldw].bits;
+    __builtin_prefetch(w + ldw);  // the next weight row, as on the AVX-512 path
+    for (int64_t i = r0; i < r1; ++i) C[i * ldc + n] = dot_portable(Abf + i * Kp, w, K);
+  }
 }
 
 // ---- avx512_bf16 path ----
 
 #define HYDRA_AVX512_BF16 __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
 
-// reduce_lanes on a register: the same pairwise additions (lane l += lane l + 8, then + 4, + 2, + 1),
-// so the same bits, without going through memory (with K in the hundreds the reduction would otherwise
-// cost as much as the sums).
-HYDRA_AVX512_BF16 inline float reduce_lanes_avx512(__m512 v) {
+// reduce_lanes on registers: the same pairwise additions (register 0 += 2, 1 += 3, 0 += 1, then lane
+// l += lane l + 8, + 4, + 2, + 1), so the same bits, without going through memory (with K in the
+// hundreds the reduction would otherwise cost as much as the sums).
+HYDRA_AVX512_BF16 inline float reduce_lanes_avx512(const __m512* acc) {
+  const __m512 v = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
   const __m256 high8 = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
   const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v), high8);
   const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -154,56 +142,55 @@ HYDRA_AVX512_BF16 inline float reduce_lanes_avx512(__m512 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
 
-// RB rows of A × CB rows of W, every sum in a register; the same per-element order as dot_portable
-// (vdpbf16ps does the odd then the even product of each pair, flushing subnormals).
-template <int RB, int CB>
+// RB rows of A × one weight row, every sum in a register; the same per-element order as dot_portable
+// (vdpbf16ps does the odd then the even product of each pair, flushing subnormals). Four registers of
+// sums per row make four independent chains of vdpbf16ps: with one, each waited for the last.
+template <int RB>
 HYDRA_AVX512_BF16 void block_avx512(const uint16_t* a, int64_t Kp, const uint16_t* w, int64_t ldw, int64_t K,
                                     float* c, int64_t ldc) {
-  __m512 acc[RB][CB];
+  __m512 acc[RB][kRegs];
   for (int r = 0; r < RB; ++r)
-    for (int j = 0; j < CB; ++j) acc[r][j] = _mm512_setzero_ps();
+    for (int q = 0; q < kRegs; ++q) acc[r][q] = _mm512_setzero_ps();
   const int64_t full = K / kChunk * kChunk;
-  __m512i wv[CB];
-  for (int64_t k = 0; k <= full; k += kChunk) {
-    if (k < full) {
-      for (int j = 0; j < CB; ++j) {
-        wv[j] = _mm512_loadu_si512(w + j * ldw + k);
-        // The next block's weight rows (the same offset CB rows on): with rows of a few hundred values a
-        // block is over before the hardware prefetcher has ramped up.
-        _mm_prefetch(reinterpret_cast<const char*>(w + (CB + j) * ldw + k), _MM_HINT_T0);
+  int64_t k = 0;
+  for (; k + kRegs * kChunk <= full; k += kRegs * kChunk) {
+    // The next weight row, every cache line of it: with rows of a few hundred values a row is over
+    // before the hardware prefetcher has ramped up (measured: bench/README.md, bf16 decoding).
+    for (int q = 0; q < kRegs; ++q) _mm_prefetch(reinterpret_cast<const char*>(w + ldw + k + q * kChunk), _MM_HINT_T0);
+    for (int q = 0; q < kRegs; ++q) {
+      const __m512i wv = _mm512_loadu_si512(w + k + q * kChunk);
+      for (int r = 0; r < RB; ++r) {
+        const __m512i av = _mm512_loadu_si512(a + r * Kp + k + q * kChunk);
+        acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)av, (__m512bh)wv);
       }
-    } else if (full < K) {  // the weight rows' last K - full values; the rest of the chunk reads as zero
-      const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (K - full)) - 1);
-      for (int j = 0; j < CB; ++j) wv[j] = _mm512_maskz_loadu_epi16(mask, w + j * ldw + full);
-    } else {
-      break;
-    }
-    for (int r = 0; r < RB; ++r) {
-      const __m512i av = _mm512_loadu_si512(a + r * Kp + k);
-      for (int j = 0; j < CB; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], (__m512bh)av, (__m512bh)wv[j]);
     }
   }
-  for (int r = 0; r < RB; ++r)
-    for (int j = 0; j < CB; ++j) c[r * ldc + j] = reduce_lanes_avx512(acc[r][j]);
+  for (; k < full; k += kChunk) {  // the last full chunks, fewer than four
+    const int q = static_cast<int>((k / kChunk) % kRegs);
+    const __m512i wv = _mm512_loadu_si512(w + k);
+    for (int r = 0; r < RB; ++r)
+      acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)_mm512_loadu_si512(a + r * Kp + k), (__m512bh)wv);
+  }
+  if (full < K) {  // the weight row's last K - full values; the rest of the chunk reads as zero
+    const int q = static_cast<int>((full / kChunk) % kRegs);
+    const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (K - full)) - 1);
+    const __m512i wv = _mm512_maskz_loadu_epi16(mask, w + full);
+    for (int r = 0; r < RB; ++r)
+      acc[r][q] = _mm512_dpbf16_ps(acc[r][q], (__m512bh)_mm512_loadu_si512(a + r * Kp + full), (__m512bh)wv);
+  }
+  for (int r = 0; r < RB; ++r) c[r * ldc] = reduce_lanes_avx512(acc[r]);
 }
 
 HYDRA_AVX512_BF16 void tile_avx512(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, const uint16_t* Abf,
                                    const bfloat16* W, int64_t ldw, float* C, int64_t ldc) {
   const int64_t Kp = padded(K);
-  // Columns outside, rows inside: a block of weight rows is read from memory once and reused from
-  // cache for every row of A.
-  int64_t n = c0;
-  for (; n + kCols <= c1; n += kCols) {
+  // Columns outside, rows inside: a weight row is read from memory once, as one forward stream, and
+  // reused from cache for every row of A.
+  for (int64_t n = c0; n < c1; ++n) {
     const uint16_t* w = &W[n * ldw].bits;
     int64_t i = r0;
-    for (; i + kRows <= r1; i += kRows) block_avx512<kRows, kCols>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
-    for (; i < r1; ++i) block_avx512<1, kCols>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
-  }
-  for (; n < c1; ++n) {
-    const uint16_t* w = &W[n * ldw].bits;
-    int64_t i = r0;
-    for (; i + kRows <= r1; i += kRows) block_avx512<kRows, 1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
-    for (; i < r1; ++i) block_avx512<1, 1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+    for (; i + kRows <= r1; i += kRows) block_avx512<kRows>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+    for (; i < r1; ++i) block_avx512<1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
   }
 }
 
@@ -253,7 +240,7 @@ void gemm_bf16_on(Bf16Path path, int64_t M, int64_t N, int64_t K, const float* A
   const int64_t weight_bytes = N * K * 2;
   const int64_t col_tiles = std::clamp<int64_t>(weight_bytes / kTileWeightBytes, 1, max_column_tiles());
   const int64_t per_tile = (N + col_tiles - 1) / col_tiles;
-  const int64_t col_block = (per_tile + kCols - 1) / kCols * kCols;  // whole register blocks
+  const int64_t col_block = per_tile;
   const int64_t n_col = (N + col_block - 1) / col_block;
   const int64_t row_block = M <= 16 ? M : kRowBlock, n_row = (M + row_block - 1) / row_block;
   parallel_for(0, n_row * n_col, 1, [&](int64_t lo, int64_t hi) {

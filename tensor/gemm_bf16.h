@@ -4,13 +4,14 @@
 // Each element c_in is computed on its own, in an order fixed by K alone:
 //   - the row a_i is rounded to bfloat16 (round to nearest even, bfloat16.h), then both a_i and w_n are
 //     read as pairs (k = 2p, 2p + 1), zero-padded up to a multiple of 32;
-//   - pair p goes to lane p % 16 of 16 float32 sums, each pair adding first its odd then its even product
+//   - pair p goes to lane p % 64 of 64 float32 sums, each pair adding first its odd then its even product
 //     (the product of two bfloat16 values is exact in float32, so each addition rounds once), with
 //     bfloat16 inputs below the normal range read as zero and sums below it flushed to zero;
-//   - the 16 sums are added pairwise (8, 4, 2, 1).
-// That is exactly what the AVX-512 instruction vdpbf16ps does lane by lane, so two paths give the same
-// bits: `avx512_bf16` (the instruction, on CPUs that have it: Zen 4, Sapphire Rapids) and `portable`
-// (the same arithmetic written as plain float code, for every other x86-64 CPU). Row i's bits do not
+//   - the 64 sums are added pairwise (32, 16, 8, 4, 2, 1).
+// Each 16 lanes are exactly what the AVX-512 instruction vdpbf16ps does in one register (four registers
+// make four independent chains of it), so two paths give the same bits: `avx512_bf16` (the
+// instruction, on CPUs that have it: Zen 4, Sapphire Rapids) and `portable` (the same arithmetic
+// written as plain float code, for every other x86-64 CPU). Row i's bits do not
 // depend on how many rows there are, nor on the thread count (tiles split columns and rows only).
 //
 // The path is chosen once per process: avx512_bf16 when the CPU has it, unless the environment sets

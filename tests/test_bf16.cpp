@@ -169,7 +169,8 @@ TEST_CASE("gemm_bf16: the portable and avx512_bf16 paths give the same bits") {
     int64_t M, N, K;
   };
   for (const Shape3 s : {Shape3{1, 1, 1}, Shape3{1, 5, 31}, Shape3{3, 8, 32}, Shape3{4, 9, 33}, Shape3{1, 300, 512},
-                         Shape3{17, 37, 200}, Shape3{70, 13, 97}, Shape3{2, 4096, 64}}) {
+                         Shape3{17, 37, 200}, Shape3{70, 13, 97}, Shape3{2, 4096, 64},
+                         Shape3{5, 7, 2048}, Shape3{6, 3, 4000}}) {
     INFO("M ", s.M, " N ", s.N, " K ", s.K);
     const std::vector<float> a = normal_values(s.M * s.K, 3, 1.0);
     const std::vector<bfloat16> w = rounded(normal_values(s.N * s.K, 4, 0.05));
