@@ -93,6 +93,17 @@ def machine_description():
     return f"{cpu} ({isa}), {os.cpu_count()} cores; g++ {gxx}, OpenBLAS {blas}, PyTorch {torch_version}"
 
 
+def blas_cores(hydra_cli, hydra_env, torch_env):
+    """The OpenBLAS kernel set each side runs: Hydra's from `hydra version`, PyTorch's from its library."""
+    out = subprocess.run([hydra_cli, "version"], env=hydra_env, capture_output=True, text=True).stdout
+    m = re.search(r", core (\S+)", out)
+    probe = ("import ctypes; lib = ctypes.CDLL('libopenblas.so.0'); lib.openblas_get_corename.restype = "
+             "ctypes.c_char_p; print(lib.openblas_get_corename().decode())")
+    torch_core = subprocess.run(["/usr/bin/python3", "-c", probe], env=torch_env, capture_output=True,
+                                text=True).stdout.strip()
+    return (m.group(1) if m else "unknown"), (torch_core or "unknown")
+
+
 def fmt_range(values, digits):
     return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
 
@@ -108,6 +119,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--readme", help="rewrite the results between the markers of this file")
     ap.add_argument("--note", default="", help="a sentence printed under the table (e.g. the machine's state)")
+    ap.add_argument("--blas-core", choices=("auto", "env"), default="auto",
+                    help="auto (default): OpenBLAS picks its kernels for this CPU on both sides (OPENBLAS_CORETYPE "
+                         "removed from the environment); env: keep the environment's OPENBLAS_CORETYPE")
     ap.add_argument("--torch-omp-passive", action="store_true",
                     help="OMP_WAIT_POLICY=PASSIVE for PyTorch (kinder to a shared machine; not its best setting)")
     a = ap.parse_args()
@@ -133,11 +147,18 @@ def main():
             sys.exit(f"model_vs_torch: unknown work '{w}' (known: forward, train, finetune, lora, decode, "
                      "decode-bf16)")
 
-    torch_env = dict(os.environ, LD_LIBRARY_PATH=OPENBLAS_OPENMP, LD_PRELOAD=TCMALLOC,
+    base_env = dict(os.environ)
+    forced_core = base_env.get("OPENBLAS_CORETYPE")
+    if a.blas_core == "auto":
+        # Some machines' environments force one kernel set (e.g. OPENBLAS_CORETYPE=Haswell, AVX2, on an
+        # AVX-512 CPU); both sides at their best run the kernels OpenBLAS picks for the CPU.
+        base_env.pop("OPENBLAS_CORETYPE", None)
+    torch_env = dict(base_env, LD_LIBRARY_PATH=OPENBLAS_OPENMP, LD_PRELOAD=TCMALLOC,
                      OMP_NUM_THREADS=str(a.threads))
     if a.torch_omp_passive:
         torch_env["OMP_WAIT_POLICY"] = "PASSIVE"
-    hydra_env = dict(os.environ, HYDRA_NUM_THREADS=str(a.threads))
+    hydra_env = dict(base_env, HYDRA_NUM_THREADS=str(a.threads))
+    cores = blas_cores(hydra_cli, hydra_env, torch_env)
     started = datetime.datetime.now(datetime.timezone.utc)
     loads = [load_average()]
 
@@ -198,6 +219,9 @@ def main():
                f"iterations after {a.warmup} warm-up; medians over the rounds (min–max of the rounds' own "
                f"medians). Load average {min(loads):.1f}–{max(loads):.1f} during the run"
                f"{'; PyTorch with OMP_WAIT_POLICY=PASSIVE' if a.torch_omp_passive else ''}. "
+               f"OpenBLAS kernels: {cores[0]} (Hydra, and `bench_roofline`), {cores[1]} (PyTorch)"
+               f"{f'; the environment had OPENBLAS_CORETYPE={forced_core}' if forced_core else ''}"
+               f"{', removed for the run (--blas-core auto)' if forced_core and a.blas_core == 'auto' else ''}. "
                f"This machine's ceilings, measured in the same run (`bench_roofline`): one single-threaded "
                f"`cblas_sgemm` per thread at 2048×512·512×2048, **{sgemm:.0f} GFLOP/s** together; read bandwidth "
                f"**{read_gbs:.1f} GB/s** (triad {triad_gbs:.1f} GB/s).")
