@@ -180,16 +180,24 @@ Tensor bfloat16_matrix(const std::shared_ptr<const io::MappedFile>& mapping, con
   return t;
 }
 
-}  // namespace
+// The model built with a slab of its own and every weight read into it (pread, widened when F16/BF16).
+std::unique_ptr<HydraTransformer> load_weights_in_memory(const HydraTransformerConfig& config,
+                                                         const io::InputFile& in, const io::SafetensorsHeader& header,
+                                                         const std::string& file) {
+  auto model = config.build("empty");
+  std::map<std::string, Tensor*> params;
+  for (auto& [name, p] : model->named_parameters()) params[name] = p;
+  for (const io::SafetensorsTensorInfo& t : header.tensors)
+    io::read_safetensors_floats(in, header, t, params.at(t.name)->data<float>());
+  check_finite_weights(model->state_dict(), file);
+  return model;
+}
 
-std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights_dtype) {
-  HYDRA_CHECK(weights_dtype == DType::Float32 || weights_dtype == DType::BFloat16,
-              "load_model_dir: weights can be loaded as float32 or bfloat16, not ", dtype_name(weights_dtype));
-  const HydraTransformerConfig config = load_model_config(dir);
-  const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  const io::InputFile in = io::InputFile::open(weights, "model weights");
-  const io::SafetensorsHeader header = io::read_safetensors_header(in);
-  check_weights_match_config(header, config, weights);
+// The weights as views of the file's copy-on-write mapping (float32), or as bfloat16 matrices (see the
+// header), handed to a model built on the meta device.
+std::unique_ptr<HydraTransformer> load_weights_mapped(const HydraTransformerConfig& config, const io::InputFile& in,
+                                                      const io::SafetensorsHeader& header, DType weights_dtype,
+                                                      const std::string& file) {
   // The same open file is mapped: what was checked is what is used.
   const std::shared_ptr<const io::MappedFile> mapping = io::MappedFile::map(in, io::MapAccess::CopyOnWrite);
   nn::StateDict state;
@@ -199,22 +207,40 @@ std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType w
     for (const io::SafetensorsTensorInfo& t : header.tensors) by_name[t.name] = &t;
     for (const auto& [name, t] : by_name) {
       if (t->shape.size() == 2) {
-        state[name] = bfloat16_matrix(mapping, header, *t, weights);  // checked finite there
+        state[name] = bfloat16_matrix(mapping, header, *t, file);  // checked finite there
         continue;
       }
       state[name] = io::safetensors_tensor(mapping, header, *t);
-      check_finite_weights({{name, state[name]}}, weights);
+      check_finite_weights({{name, state[name]}}, file);
     }
   } else {
     for (const io::SafetensorsTensorInfo& t : header.tensors) state[t.name] = io::safetensors_tensor(mapping, header, t);
-    check_finite_weights(state, weights);
+    check_finite_weights(state, file);
   }
   auto model = config.build("meta");
   try {
     model->assign_state_dict(state);
   } catch (const Error& e) {
-    throw Error(weights + ": " + e.what());
+    throw Error(file + ": " + e.what());
   }
+  return model;
+}
+
+}  // namespace
+
+std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights_dtype,
+                                                 WeightPlacement placement) {
+  HYDRA_CHECK(weights_dtype == DType::Float32 || weights_dtype == DType::BFloat16,
+              "load_model_dir: weights can be loaded as float32 or bfloat16, not ", dtype_name(weights_dtype));
+  HYDRA_CHECK(placement == WeightPlacement::FileMapping || weights_dtype == DType::Float32,
+              "load_model_dir: bfloat16 weights are loaded from the file mapping only");
+  const HydraTransformerConfig config = load_model_config(dir);
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  const io::InputFile in = io::InputFile::open(weights, "model weights");
+  const io::SafetensorsHeader header = io::read_safetensors_header(in);
+  check_weights_match_config(header, config, weights);
+  auto model = placement == WeightPlacement::InMemory ? load_weights_in_memory(config, in, header, weights)
+                                                      : load_weights_mapped(config, in, header, weights_dtype, weights);
   load_lora_files(dir, *model);  // applies adapter_config.json + adapters.safetensors when present
   return model;
 }

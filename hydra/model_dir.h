@@ -15,6 +15,7 @@
 // the file is memory-mapped copy-on-write (io/mmap_file.h) and each float32 tensor is used in place, a
 // view of the mapping (no copy, and pages are read from the page cache only when touched; training may
 // write to them without changing the file); F16/BF16 tensors are widened into memory of their own.
+// Training asks for the weights in memory instead (WeightPlacement::InMemory, below).
 // Last, every weight is checked finite: a NaN or an infinity is an error naming the first tensor (in
 // name order) that holds one, and its index.
 #pragma once
@@ -44,7 +45,14 @@ void check_weights_match_config(const io::SafetensorsHeader& header, const Hydra
 // nn::convert_matrices_to_bfloat16): BF16 tensors of the file are used in place, F32 (and F16) ones are
 // rounded one tensor at a time and the mapped float32 pages are given back to the OS right after
 // (madvise), so the float32 weights are never resident all at once.
-std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights = DType::Float32);
+//
+// placement = InMemory (float32 only) reads the weights into memory of the model's own instead (one
+// slab, as a built model has): what training wants. Weights it writes every step would otherwise be
+// copied out of the mapping page by page on the first optimizer step, and the GEMMs read the mapping's
+// scattered 4 KiB pages more slowly than one block (bench/README, 'Weights in memory for training').
+enum class WeightPlacement { FileMapping, InMemory };
+std::unique_ptr<HydraTransformer> load_model_dir(const std::string& dir, DType weights = DType::Float32,
+                                                 WeightPlacement placement = WeightPlacement::FileMapping);
 // Error naming the first tensor (in name order) that holds a NaN or an infinity, and its index.
 void check_finite_weights(const nn::StateDict& state, const std::string& file);
 

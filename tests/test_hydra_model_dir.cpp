@@ -152,6 +152,30 @@ TEST_CASE("load_model_dir: float32 weights are used in place, copy-on-write, and
   CHECK(float_bytes(load_model_dir(dir.file("m"))->forward(ids)) == float_bytes(want));
 }
 
+TEST_CASE("load_model_dir in memory: the weights are read into one slab of the model's own, the same model") {
+  TempDir dir;
+  const auto config = HydraTransformerConfig::preset("tiny");
+  const auto saved = config.build("cpu", 5);
+  save_model_dir(dir.file("m"), *saved);
+  const std::string weights = dir.file("m") + "/model.safetensors";
+
+  auto loaded = load_model_dir(dir.file("m"), DType::Float32, WeightPlacement::InMemory);
+  CHECK(mapped_ranges(weights).empty());  // read, not mapped: nothing of the file stays in the process
+  const auto saved_state = saved->state_dict();
+  const Tensor& first = loaded->trunk.embeddings.weight;
+  for (const auto& entry : loaded->state_dict()) {
+    INFO(entry.first);
+    CHECK(entry.second.shares_storage_with(first));  // one slab, as a built model has
+    CHECK(entry.second.requires_grad());
+    CHECK(float_bytes(entry.second) == float_bytes(saved_state.at(entry.first)));
+  }
+  NoGradGuard no_grad;
+  const Tensor ids = from_vector<int64_t>({1, 2, 3, 4000, 5, 6}, {2, 3});
+  CHECK(float_bytes(loaded->forward(ids)) == float_bytes(saved->forward(ids)));
+  expect_error("bf16 in memory", [&] { load_model_dir(dir.file("m"), DType::BFloat16, WeightPlacement::InMemory); },
+               {"bfloat16 weights are loaded from the file mapping only"});
+}
+
 TEST_CASE("load_model_dir: F16 and BF16 weights are widened exactly") {
   TempDir dir;
   const auto config = HydraTransformerConfig::preset("tiny");
@@ -173,8 +197,11 @@ TEST_CASE("load_model_dir: F16 and BF16 weights are widened exactly") {
     }
     t = RawTensor{name, bf16 ? "BF16" : "F16", std::get<2>(t), bytes};
   }
-  const auto loaded = load_model_dir(model_dir_with(dir, "m", config, weights));
-  for (const auto& [name, values] : expected) CHECK(loaded->state_dict().at(name).to_vector<float>() == values);
+  const std::string m = model_dir_with(dir, "m", config, weights);
+  for (const WeightPlacement placement : {WeightPlacement::FileMapping, WeightPlacement::InMemory}) {
+    const auto loaded = load_model_dir(m, DType::Float32, placement);
+    for (const auto& [name, values] : expected) CHECK(loaded->state_dict().at(name).to_vector<float>() == values);
+  }
 }
 
 TEST_CASE("load_model_dir refuses, before building anything, weights that do not match the config") {
@@ -232,9 +259,10 @@ TEST_CASE("load_model_dir refuses NaN and infinite weights, naming the first ten
   poison(weights, "trunk.blocks.1.feed_forward.w3.weight", 100000, std::numeric_limits<float>::infinity());
   poison(weights, "heads.2.blocks.0.attention.w_q.weight", 5, std::nanf(""));  // later in name order
   std::string m = model_dir_with(dir, "nan", config, weights);
-  expect_error("inf first", [&] { load_model_dir(m); },
-               {m + "/model.safetensors", "tensor 'heads.2.blocks.0.attention.w_q.weight' holds nan at index 5",
-                "NaN and infinite weights are refused"});
+  for (const WeightPlacement placement : {WeightPlacement::FileMapping, WeightPlacement::InMemory})
+    expect_error("inf first", [&] { load_model_dir(m, DType::Float32, placement); },
+                 {m + "/model.safetensors", "tensor 'heads.2.blocks.0.attention.w_q.weight' holds nan at index 5",
+                  "NaN and infinite weights are refused"});
   weights = raw_state(*model);
   poison(weights, "lm_head.w_out.weight", 1048575, -std::numeric_limits<float>::infinity());
   m = model_dir_with(dir, "inf", config, weights);

@@ -83,9 +83,9 @@ struct World {
 };
 
 // One training step of `o` through the Trainer: the estimate (from the trainer's model, as the banner
-// prints it) against what the allocator counts. The weights are memory-mapped from the model directory,
-// so the allocator sees everything but them: the slabs (gradients, moments, LoRA adapters), counted at
-// their size class, and the activations.
+// prints it) against what the allocator counts. The trainer reads the weights into a slab of the
+// model's own, so the allocator sees everything: the slabs (weights, gradients, moments, LoRA adapters),
+// each counted at its size class, and the activations.
 void check_step(const std::string& what, TrainOptions o, const std::string& out) {
   o.out_dir = out;
   o.steps = 1;
@@ -94,13 +94,14 @@ void check_step(const std::string& what, TrainOptions o, const std::string& out)
   const double slabs = in_use() - before;
   const MemoryEstimate e = trainer.memory_estimate();
   const Rise rise = peak_rise([&] { trainer.step(); });
-  // The slabs, exactly: one gradient slab, AdamW's two moments, the adapters' own slab.
-  const double adapters = e.weights - static_cast<double>(trainer.model().config().slab_bytes());
+  // The slabs, exactly: the weights, one gradient slab, AdamW's two moments, the adapters' own slab.
+  const double model_slab = static_cast<double>(trainer.model().config().slab_bytes());
+  const double adapters = e.weights - model_slab;
   auto rounded = [](double bytes) {
     return bytes > 0 ? static_cast<double>(allocation_bytes(static_cast<size_t>(bytes))) : 0.0;
   };
-  CHECK(slabs == 3 * rounded(e.gradients) + rounded(adapters));
-  check_peak(what, slabs, e.gradients + e.optimizer + adapters, e.activations, rise);
+  CHECK(slabs == rounded(model_slab) + 3 * rounded(e.gradients) + rounded(adapters));
+  check_peak(what, slabs, e.weights + e.gradients + e.optimizer, e.activations, rise);
 }
 
 void check_preset(const std::string& preset, int64_t batch, int64_t seq) {

@@ -277,7 +277,7 @@ Checkpoint load_checkpoint(const std::string& dir) {
   c.state = parse_training_state(plain, state_path + " (decompressed)");
   HYDRA_CHECK(c.state.step == c.manifest.step, state_path, ": the training state is at step ", c.state.step,
               " but the manifest says step ", c.manifest.step);
-  c.model = load_model_dir(c.path);
+  c.model = load_model_dir(c.path, DType::Float32, WeightPlacement::InMemory);  // to train on (model_dir.h)
   return c;
 }
 

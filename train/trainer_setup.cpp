@@ -174,7 +174,9 @@ Trainer::Trainer(TrainOptions options)
   std::optional<Checkpoint> checkpoint;
   if (options_.resume) checkpoint = load_checkpoint(list_checkpoints(options_.out_dir).back().second);
   auto load_model = [&] {
-    model_ = checkpoint ? std::move(checkpoint->model) : load_model_dir(options_.model_dir);
+    // In memory, not views of the file: every step writes the weights (hydra/model_dir.h).
+    model_ = checkpoint ? std::move(checkpoint->model)
+                        : load_model_dir(options_.model_dir, DType::Float32, WeightPlacement::InMemory);
   };
   // The judge's data comes out of the model (pass 1, train/judge.h), so it needs the model first;
   // otherwise the data is read and checked before the model (the cheaper failures first).
