@@ -109,7 +109,7 @@ int64_t set_lora_training(Module& root, Generator* dropout_gen) {
 
 bool draws_dropout_masks(Module& root) {
   for (auto& [path, linear] : named_linears(root))
-    if (linear->lora && linear->lora->dropout_gen != nullptr && linear->lora->dropout > 0) return true;
+    if (linear->lora && linear->lora->draws_masks()) return true;
   return false;
 }
 

@@ -60,6 +60,8 @@ class LoraAdapter {
   // Where the dropout masks come from while training; nullptr (evaluation) means no dropout. Not
   // owned: set_lora_training points every adapter at the trainer's generator.
   Generator* dropout_gen = nullptr;
+  // True when a forward draws a dropout mask: training mode (a generator) and dropout > 0.
+  bool draws_masks() const { return dropout_gen != nullptr && dropout > 0; }
 };
 
 // x (..., in), weight (out, in), lora_A (rank, in), lora_B (out, rank) -> (..., out):
