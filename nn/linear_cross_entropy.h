@@ -33,12 +33,12 @@
 
 namespace hydra::nn {
 
-// block_rows: rows per block (0: about 32 MiB of logits per block, at least 64 rows; tests pass small
+// block_rows: rows per block (0: about 32 MiB of logits per block, at least 512 rows; tests pass small
 // values to cross block boundaries). Errors (hydra::Error naming "linear_cross_entropy") print the shapes.
 Tensor linear_cross_entropy(const Tensor& x, const Tensor& weight, const Tensor& targets, double scale,
                             int64_t ignore_index = kIgnoreIndex, int64_t block_rows = 0);
 
-// The rows per block when block_rows is 0: about 32 MiB of logits, a multiple of 64, at least 64 (the
+// The rows per block when block_rows is 0: about 32 MiB of logits, a multiple of 64, at least 512 (the
 // memory estimates, train/memory_estimate.h, count one such block).
 int64_t linear_cross_entropy_block_rows(int64_t V, int64_t dtype_bytes);
 
