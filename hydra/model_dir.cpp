@@ -185,11 +185,10 @@ std::unique_ptr<HydraTransformer> load_weights_in_memory(const HydraTransformerC
                                                          const io::InputFile& in, const io::SafetensorsHeader& header,
                                                          const std::string& file) {
   auto model = config.build("empty");
-  std::map<std::string, Tensor*> params;
-  for (auto& [name, p] : model->named_parameters()) params[name] = p;
+  nn::StateDict state = model->state_dict();  // views of the model's slab: reading into them fills it
   for (const io::SafetensorsTensorInfo& t : header.tensors)
-    io::read_safetensors_floats(in, header, t, params.at(t.name)->data<float>());
-  check_finite_weights(model->state_dict(), file);
+    io::read_safetensors_floats(in, header, t, state.at(t.name).data<float>());
+  check_finite_weights(state, file);
   return model;
 }
 
