@@ -48,19 +48,26 @@ struct Tiling {
 };
 
 constexpr double kFlopsPerTile = 4e6;
-// Twice the machine's cores: enough tiles to balance, few enough that re-packing the shared operand
-// (each row tile packs all of B again) stays a few percent. Measured on 2 cores: 4 tiles beat 8.
-// NOTE: the *hardware* core count, a constant of the machine, never the thread limit in force.
-int64_t max_tiles() {
-  static const int64_t v = std::clamp<int64_t>(2 * static_cast<int64_t>(std::thread::hardware_concurrency()), 2, 16);
+// NOTE: both tile counts use the *hardware* core count, a constant of the machine, never the thread
+// limit in force.
+int64_t hardware_cores() {
+  static const int64_t v = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
   return v;
 }
+
+// One tile per core. Every tile packs its share of one operand and all of the other again, so fewer
+// tiles pack less; measured on 2 cores, 2 tiles beat 4 by 2-10% on every shape of the models' layers
+// and 4 beat 8 (bench/README.md, 'Threading policy').
+int64_t max_tiles() { return std::clamp<int64_t>(hardware_cores(), 2, 16); }
+
+// Few-row products pack nothing, so more tiles cost nothing and balance better: twice the cores.
+int64_t max_small_tiles() { return std::clamp<int64_t>(2 * hardware_cores(), 2, 16); }
 
 int64_t round_up_64(int64_t v) { return (v + 63) / 64 * 64; }
 
 // Few-row products (decoding) are bound by reading B, not by arithmetic: one row does 2 flops per
 // 4-byte weight. So they are cut by the bytes of B instead of flops: column tiles of ~256 KiB of B each,
-// at most max_tiles(), so that every core streams its own part of the weights (one core alone cannot
+// at most max_small_tiles(), so that every core streams its own part of the weights (one core alone cannot
 // saturate the memory bus). The few-row kernel computes every element on its own, so column tiles
 // change no bits.
 constexpr double kSmallTileBytes = 256.0 * 1024.0;
@@ -68,7 +75,7 @@ constexpr double kSmallTileBytes = 256.0 * 1024.0;
 template <class T>
 Tiling choose_small_tiling(int64_t M, int64_t N, int64_t K) {
   const double bytes = static_cast<double>(N) * static_cast<double>(K) * sizeof(T);
-  const int64_t tiles = std::min<int64_t>(max_tiles(), static_cast<int64_t>(bytes / kSmallTileBytes));
+  const int64_t tiles = std::min<int64_t>(max_small_tiles(), static_cast<int64_t>(bytes / kSmallTileBytes));
   if (tiles < 2) return {std::max<int64_t>(M, 1), std::max<int64_t>(N, 1)};
   // Multiples of 16 columns keep the kernel's 4-column blocks whole.
   const int64_t per_tile = (N + tiles - 1) / tiles;
