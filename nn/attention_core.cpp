@@ -101,9 +101,12 @@ template <class T>
 void attention_forward(const Dims& d, int64_t q_start, T scale, HeadRows<const T> q, HeadRows<const T> k,
                        HeadRows<const T> v, HeadRows<T> out, double* lse) {
   const int64_t n_qblocks = ceil_div(d.Tq, kQueryBlock);
+  // A block has at most this many query rows: one when decoding, whose scratch is then 64 floats, not
+  // 64 × 64 (allocated and zeroed by every task, every layer, every token).
+  const int64_t block_rows = std::min(kQueryBlock, d.Tq);
   parallel_for(0, d.B * d.H * n_qblocks, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<T> s(kQueryBlock * kKeyBlock), m(kQueryBlock);
-    std::vector<double> l(kQueryBlock);
+    std::vector<T> s(block_rows * kKeyBlock), m(block_rows);
+    std::vector<double> l(block_rows);
     for (int64_t task = lo; task < hi; ++task) {
       const int64_t qb = task % n_qblocks, h = (task / n_qblocks) % d.H, b = task / (n_qblocks * d.H);
       const int64_t g = h / d.group, i0 = qb * kQueryBlock, nq = std::min(kQueryBlock, d.Tq - i0);
