@@ -56,19 +56,19 @@ int64_t hardware_cores() {
 }
 
 // One tile per core. Every tile packs its share of one operand and all of the other again, so fewer
-// tiles pack less; measured on 2 cores, 2 tiles beat 4 by 2-10% on every shape of the models' layers
-// and 4 beat 8 (bench/README.md, 'Threading policy').
+// tiles pack less: on 2 cores, 2 tiles beat 4 by 1-11% on every layer shape measured, and 4 beat 8
+// (bench/README.md, 'Threading policy').
 int64_t max_tiles() { return std::clamp<int64_t>(hardware_cores(), 2, 16); }
 
-// Few-row products pack nothing, so more tiles cost nothing and balance better: twice the cores.
+// Few-row products pack nothing; they keep twice the cores, the count their tiling was measured with.
 int64_t max_small_tiles() { return std::clamp<int64_t>(2 * hardware_cores(), 2, 16); }
 
 int64_t round_up_64(int64_t v) { return (v + 63) / 64 * 64; }
 
 // Few-row products (decoding) are bound by reading B, not by arithmetic: one row does 2 flops per
 // 4-byte weight. So they are cut by the bytes of B instead of flops: column tiles of ~256 KiB of B each,
-// at most max_small_tiles(), so that every core streams its own part of the weights (one core alone cannot
-// saturate the memory bus). The few-row kernel computes every element on its own, so column tiles
+// at most max_small_tiles(), so that every core streams its own part of the weights (one core alone
+// cannot saturate the memory bus). The few-row kernel computes every element on its own, so column tiles
 // change no bits.
 constexpr double kSmallTileBytes = 256.0 * 1024.0;
 
