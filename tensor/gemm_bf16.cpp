@@ -96,9 +96,11 @@ void chunk_portable(const uint16_t* a, const uint16_t* w, float* acc) {
   std::memcpy(wp, w, sizeof(wp));
   // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
   // instruction's add does.
+  // The rows of A were rounded with their subnormals already zero (rounded_rows), so only the weights'
+  // values need the check.
   for (int l = 0; l < kLanes; ++l) {
-    const float odd = flush(std::fma(float_of(odd_bits(ap[l])), float_of(odd_bits(wp[l])), acc[l]));
-    acc[l] = flush(std::fma(float_of(even_bits(ap[l])), float_of(even_bits(wp[l])), odd));
+    const float odd = flush(std::fma(float_of(ap[l] & 0xffff0000u), float_of(odd_bits(wp[l])), acc[l]));
+    acc[l] = flush(std::fma(float_of(ap[l] << 16), float_of(even_bits(wp[l])), odd));
   }
 }
 
