@@ -300,8 +300,8 @@ TEST_CASE("generate: sampled tokens follow the combined distribution (chi-square
   // path. Plain sampling (temperature, top-k) and one speculative step (gamma 1 and the second token of
   // gamma 2, whose distribution is P(x2 | x1) averaged over x1).
   // NOTE: fewer draws under the sanitizers, same bound: there each draw is a whole generate() call at
-  // about 50 ms (60x Release, mostly the instrumented allocator), and 3000 of them were the longest test
-  // of the CI run (160 s). The instrumented run looks for memory errors, which 600 draws exercise as
+  // about 27 ms (40x Release; much of it the instrumented allocator), and 2 x 3000 of them were the
+  // longest test case of the CI run (160 s). The instrumented run looks for memory errors, which 600 draws exercise as
   // well; the Release run keeps the statistical power of 3000.
 #ifdef HYDRA_SANITIZE
   const int64_t V = 6, runs = 600;
