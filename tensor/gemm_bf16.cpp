@@ -83,9 +83,12 @@ float float_of(uint32_t u) {
 }
 // A float32 bit pattern below the normal range becomes zero, sign kept (no branch: the loops vectorize).
 uint32_t zero_if_subnormal32(uint32_t u) { return (u & 0x7f800000u) != 0 ? u : (u & 0x80000000u); }
-// The odd (high) and even (low) bfloat16 of a pair as float32 bits, subnormals read as zero.
-uint32_t odd_bits(uint32_t pair) { return zero_if_subnormal32(pair & 0xffff0000u); }
-uint32_t even_bits(uint32_t pair) { return zero_if_subnormal32(pair << 16); }
+// The odd (high) and even (low) bfloat16 of a pair as float32 bits; the checked forms read subnormals
+// as zero.
+uint32_t odd_raw(uint32_t pair) { return pair & 0xffff0000u; }
+uint32_t even_raw(uint32_t pair) { return pair << 16; }
+uint32_t odd_bits(uint32_t pair) { return zero_if_subnormal32(odd_raw(pair)); }
+uint32_t even_bits(uint32_t pair) { return zero_if_subnormal32(even_raw(pair)); }
 // A float32 sum below the normal range becomes zero, sign kept (vdpbf16ps flushes its results so).
 float flush(float x) { return float_of(zero_if_subnormal32(bits_of(x))); }
 
@@ -99,8 +102,8 @@ void chunk_portable(const uint16_t* a, const uint16_t* w, float* acc) {
   // The rows of A were rounded with their subnormals already zero (rounded_rows), so only the weights'
   // values need the check.
   for (int l = 0; l < kLanes; ++l) {
-    const float odd = flush(std::fma(float_of(ap[l] & 0xffff0000u), float_of(odd_bits(wp[l])), acc[l]));
-    acc[l] = flush(std::fma(float_of(ap[l] << 16), float_of(even_bits(wp[l])), odd));
+    const float odd = flush(std::fma(float_of(odd_raw(ap[l])), float_of(odd_bits(wp[l])), acc[l]));
+    acc[l] = flush(std::fma(float_of(even_raw(ap[l])), float_of(even_bits(wp[l])), odd));
   }
 }
 

@@ -301,12 +301,13 @@ TEST_CASE("generate: sampled tokens follow the combined distribution (chi-square
   // gamma 2, whose distribution is P(x2 | x1) averaged over x1).
   // NOTE: fewer draws under the sanitizers, same bound: there each draw is a whole generate() call at
   // about 27 ms (40x Release; much of it the instrumented allocator), and 2 x 3000 of them were the
-  // longest test case of the CI run (160 s). The instrumented run looks for memory errors, which 600 draws exercise as
-  // well; the Release run keeps the statistical power of 3000.
+  // longest test case of the CI run (160 s). The instrumented run looks for memory errors, which 600
+  // draws exercise as well; the Release run keeps the statistical power of 3000.
+  const int64_t V = 6;
 #ifdef HYDRA_SANITIZE
-  const int64_t V = 6, runs = 600;
+  const int64_t runs = 600;
 #else
-  const int64_t V = 6, runs = 3000;
+  const int64_t runs = 3000;
 #endif
   auto model = make_model(V, 3, 4, 0.5);
   const std::vector<int64_t> prompt = {1, 4, 2};
