@@ -66,11 +66,13 @@ int64_t max_small_tiles() { return std::clamp<int64_t>(2 * hardware_cores(), 2, 
 int64_t round_up_64(int64_t v) { return (v + 63) / 64 * 64; }
 
 // Few-row products (decoding) are bound by reading B, not by arithmetic: one row does 2 flops per
-// 4-byte weight. So they are cut by the bytes of B instead of flops: column tiles of ~256 KiB of B each,
+// 4-byte weight. So they are cut by the bytes of B instead of flops: column tiles of ~128 KiB of B each,
 // at most max_small_tiles(), so that every core streams its own part of the weights (one core alone
-// cannot saturate the memory bus). The few-row kernel computes every element on its own, so column tiles
-// change no bits.
-constexpr double kSmallTileBytes = 256.0 * 1024.0;
+// cannot saturate the memory bus). At 256 KiB, tiny's 256×256 projections (exactly 256 KiB) ran on one
+// core: 128 KiB made its decoding 3-7% faster in each of 4 alternated pairs (bench/README.md); larger
+// models' matrices hit the tile cap either way. The few-row kernel computes every element on its own,
+// so column tiles change no bits.
+constexpr double kSmallTileBytes = 128.0 * 1024.0;
 
 template <class T>
 Tiling choose_small_tiling(int64_t M, int64_t N, int64_t K) {
