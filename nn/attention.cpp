@@ -56,7 +56,8 @@ Tensor Attention::forward(const Tensor& x) {
   HYDRA_CHECK(x.dim() == 3 && x.size(2) == d_model, "Attention: expected x of shape (B, T, ", d_model, "), got ",
               shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1);
-  Tensor q = w_q.forward(x), k = w_k.forward(x), v = w_v.forward(x);
+  std::vector<Tensor> qkv = forward_shared_input({&w_q, &w_k, &w_v}, x);
+  Tensor q = qkv[0], k = qkv[1], v = qkv[2];
   if (qk_norm) {  // over the full projection width, before splitting into heads
     q = q_norm.forward(q);
     k = k_norm.forward(k);

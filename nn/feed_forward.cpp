@@ -100,7 +100,8 @@ FeedForward::FeedForward(int64_t d_model_, int64_t hidden_size_)
 
 Tensor FeedForward::forward(const Tensor& x) const {
   // shape: x (..., C) -> gate, up (..., F) -> out (..., C)
-  return w2.forward(swiglu(w1.forward(x), w3.forward(x)));
+  std::vector<Tensor> gate_up = forward_shared_input({&w1, &w3}, x);
+  return w2.forward(swiglu(gate_up[0], gate_up[1]));
 }
 
 }  // namespace hydra::nn

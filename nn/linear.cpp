@@ -4,7 +4,9 @@
 #include "autograd/ops.h"
 #include "nn/lora.h"
 #include "tensor/copy.h"
+#include "tensor/gemm.h"
 #include "tensor/gemm_bf16.h"
+#include "tensor/gemm_small.h"
 
 namespace hydra::nn {
 
@@ -106,6 +108,51 @@ std::unique_ptr<LoraAdapter> Linear::detach_lora() {
   unregister_module("lora_A");
   unregister_module("lora_B");
   return std::move(lora);
+}
+
+namespace {
+
+// Whether forward_shared_input may run the layers' products as one region (see linear.h).
+bool can_share_input(std::initializer_list<const Linear*> layers, const Tensor& x) {
+  // A strided x goes through linear() as it is (a transposed one as BLAS's transpose flag), so only a
+  // dense one is sure of the few-row kernel's bits.
+  if (grad_mode_enabled() || x.dtype() != DType::Float32 || x.dim() < 1 || !x.is_contiguous()) return false;
+  if (leading_rows(x) > kernels::kSmallGemmRows) return false;
+  const DType dtype = (*layers.begin())->weight.dtype();
+  if (dtype != DType::Float32 && dtype != DType::BFloat16) return false;
+  for (const Linear* layer : layers) {
+    if (layer->lora || layer->weight.dtype() != dtype || !layer->weight.is_contiguous()) return false;
+    check_linear_shapes(x, layer->weight);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<Tensor> forward_shared_input(std::initializer_list<const Linear*> layers, const Tensor& x) {
+  std::vector<Tensor> out;
+  if (layers.size() < 2 || !can_share_input(layers, x)) {
+    for (const Linear* layer : layers) out.push_back(layer->forward(x));
+    return out;
+  }
+  const int64_t n = leading_rows(x), in = x.size(-1);
+  std::vector<kernels::SharedInputProduct<float>> products;
+  std::vector<kernels::Bf16Product> bf16_products;
+  for (const Linear* layer : layers) {
+    Shape out_shape = x.shape();
+    out_shape.back() = layer->out_features;
+    out.push_back(empty(out_shape));  // shape: (..., out)
+    float* c = out.back().data<float>();
+    if (layer->weight.dtype() == DType::BFloat16)
+      bf16_products.push_back({layer->weight.data<bfloat16>(), in, layer->out_features, c, layer->out_features});
+    else
+      products.push_back({layer->weight.data<float>(), in, layer->out_features, c, layer->out_features});
+  }
+  if (!bf16_products.empty())
+    kernels::gemm_bf16_shared_input(n, in, x.data<float>(), in, bf16_products);
+  else
+    kernels::gemm_shared_input<float>(n, in, x.data<float>(), in, products);
+  return out;
 }
 
 }  // namespace hydra::nn

@@ -13,7 +13,9 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <vector>
 
 #include "nn/module.h"
 
@@ -44,5 +46,10 @@ class Linear : public Module {
   Tensor weight;
   std::unique_ptr<LoraAdapter> lora;  // null without an adapter
 };
+
+// layers[i]->forward(x) for every i, with the same bits. While decoding (no gradient recorded, x of at
+// most a few rows, no adapters, weights all float32 or all bfloat16) their products share one parallel
+// region: one start and one wait instead of one per layer (kernels::gemm_shared_input says why).
+std::vector<Tensor> forward_shared_input(std::initializer_list<const Linear*> layers, const Tensor& x);
 
 }  // namespace hydra::nn

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "tensor/gemm_small.h"
 #include "tensor/parallel.h"
@@ -136,12 +137,41 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
   });
 }
 
+template <class T>
+void gemm_shared_input(int64_t M, int64_t K, const T* A, int64_t lda, std::span<const SharedInputProduct<T>> products) {
+  if (M > kSmallGemmRows || !blas_is_thread_safe()) {
+    for (const SharedInputProduct<T>& p : products) gemm(false, true, M, p.N, K, T(1), A, lda, p.B, p.ldb, T(0), p.C, p.ldc);
+    return;
+  }
+  // The products are tiled as one matrix of all their rows would be (a tile may span two of them); the
+  // few-row kernel computes every element on its own, so neither the tiles nor the grouping change a bit.
+  int64_t total_n = 0;
+  for (const SharedInputProduct<T>& p : products) total_n += p.N;
+  const int64_t block = choose_small_tiling<T>(M, total_n, K).col_block;
+  parallel_for(0, (total_n + block - 1) / block, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t c0 = t * block, c1 = std::min(total_n, c0 + block);
+      int64_t first = 0;  // the first column of product p in the stacked matrix
+      for (const SharedInputProduct<T>& p : products) {
+        const int64_t lo_col = std::max(c0, first) - first, hi_col = std::min(c1, first + p.N) - first;
+        if (lo_col < hi_col)
+          small_gemm(true, M, hi_col - lo_col, K, T(1), A, lda, p.B + lo_col * p.ldb, p.ldb, T(0), p.C + lo_col, p.ldc);
+        first += p.N;
+      }
+    }
+  });
+}
+
 bool gemm_runs_in_parallel() { return blas_is_thread_safe(); }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
                           float, float*, int64_t);
 template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
                            int64_t, double, double*, int64_t);
+template void gemm_shared_input<float>(int64_t, int64_t, const float*, int64_t,
+                                       std::span<const SharedInputProduct<float>>);
+template void gemm_shared_input<double>(int64_t, int64_t, const double*, int64_t,
+                                        std::span<const SharedInputProduct<double>>);
 template void gemm_serial<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,
                                  int64_t, float, float*, int64_t);
 template void gemm_serial<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 namespace hydra::kernels {
 
@@ -26,6 +27,24 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 template <class T>
 void gemm_serial(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                  const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
+
+// One product of a group that shares its left operand: C (M×N, row stride ldc) = A · Bᵀ, with B stored
+// N×K (row stride ldb), as a Linear's [out, in] weight is.
+template <class T>
+struct SharedInputProduct {
+  const T* B;
+  int64_t ldb, N;
+  T* C;
+  int64_t ldc;
+};
+
+// Every product of `products` with the one A (M×K, row stride lda), each with the bits gemm(false, true,
+// M, N, K, 1, A, lda, B, ldb, 0, C, ldc) gives it. With few rows (decoding's q/k/v projections, or w1
+// and w3) the column tiles of all of them run as one parallel region: on 2 cores each region costs
+// ~2.5 µs of a thread waiting for the other to start (bench/README.md, 'Decoding: one region for the
+// products of one input'). With more rows, one gemm per product.
+template <class T>
+void gemm_shared_input(int64_t M, int64_t K, const T* A, int64_t lda, std::span<const SharedInputProduct<T>> products);
 
 // False when the loaded OpenBLAS cannot be called from several threads at once (then GEMMs run their
 // tiles on one thread). The batched matmul asks before parallelising over matrices.

@@ -126,7 +126,7 @@ void tile_portable(int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, co
   // Columns outside, rows inside, as on the AVX-512 path.
   for (int64_t n = c0; n < c1; ++n) {
     const uint16_t* w = &W[n * ldw].bits;
-    __builtin_prefetch(w + ldw);  // the next weight row, as on the AVX-512 path
+    __builtin_prefetch(n + 1 < c1 ? w + ldw : w);  // the next weight row, as on the AVX-512 path
     for (int64_t i = r0; i < r1; ++i) C[i * ldc + n] = dot_portable(Abf + i * Kp, w, K);
   }
 }
@@ -151,7 +151,7 @@ HYDRA_AVX512_BF16 inline float reduce_lanes_avx512(const __m512* acc) {
 // (vdpbf16ps does the odd then the even product of each pair, flushing subnormals). Four registers of
 // sums per row make four independent chains of vdpbf16ps: with one, each waited for the last.
 template <int RB>
-HYDRA_AVX512_BF16 void block_avx512(const uint16_t* a, int64_t Kp, const uint16_t* w, int64_t ldw, int64_t K,
+HYDRA_AVX512_BF16 void block_avx512(const uint16_t* a, int64_t Kp, const uint16_t* w, const uint16_t* ahead, int64_t K,
                                     float* c, int64_t ldc) {
   __m512 acc[RB][kRegs];
   for (int r = 0; r < RB; ++r)
@@ -159,9 +159,9 @@ HYDRA_AVX512_BF16 void block_avx512(const uint16_t* a, int64_t Kp, const uint16_
   const int64_t full = K / kChunk * kChunk;
   int64_t k = 0;
   for (; k + kRegs * kChunk <= full; k += kRegs * kChunk) {
-    // The next weight row, every cache line of it: with rows of a few hundred values a row is over
-    // before the hardware prefetcher has ramped up (measured: bench/README.md, bf16 decoding).
-    for (int q = 0; q < kRegs; ++q) _mm_prefetch(reinterpret_cast<const char*>(w + ldw + k + q * kChunk), _MM_HINT_T0);
+    // The next weight row (`ahead`), every cache line of it: with rows of a few hundred values a row is
+    // over before the hardware prefetcher has ramped up (measured: bench/README.md, bf16 decoding).
+    for (int q = 0; q < kRegs; ++q) _mm_prefetch(reinterpret_cast<const char*>(ahead + k + q * kChunk), _MM_HINT_T0);
     for (int q = 0; q < kRegs; ++q) {
       const __m512i wv = _mm512_loadu_si512(w + k + q * kChunk);
       for (int r = 0; r < RB; ++r) {
@@ -193,9 +193,11 @@ HYDRA_AVX512_BF16 void tile_avx512(int64_t r0, int64_t r1, int64_t c0, int64_t c
   // reused from cache for every row of A.
   for (int64_t n = c0; n < c1; ++n) {
     const uint16_t* w = &W[n * ldw].bits;
+    // The tile's last row prefetches itself again (a pointer past W's end would be undefined behaviour).
+    const uint16_t* ahead = n + 1 < c1 ? w + ldw : w;
     int64_t i = r0;
-    for (; i + kRows <= r1; i += kRows) block_avx512<kRows>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
-    for (; i < r1; ++i) block_avx512<1>(Abf + i * Kp, Kp, w, ldw, K, C + i * ldc + n, ldc);
+    for (; i + kRows <= r1; i += kRows) block_avx512<kRows>(Abf + i * Kp, Kp, w, ahead, K, C + i * ldc + n, ldc);
+    for (; i < r1; ++i) block_avx512<1>(Abf + i * Kp, Kp, w, ahead, K, C + i * ldc + n, ldc);
   }
 }
 
@@ -236,28 +238,50 @@ Bf16Path bf16_path() {
 
 const char* bf16_path_name(Bf16Path path) { return path == Bf16Path::Avx512Bf16 ? "avx512_bf16" : "portable"; }
 
-void gemm_bf16_on(Bf16Path path, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W,
-                  int64_t ldw, float* C, int64_t ldc) {
-  HYDRA_CHECK(path == Bf16Path::Portable || cpu_has_avx512_bf16(),
-              "gemm_bf16: the avx512_bf16 path was asked for on a CPU without AVX-512 bf16");
-  if (M == 0 || N == 0) return;
+namespace {
+
+void shared_input_on(Bf16Path path, int64_t M, int64_t K, const float* A, int64_t lda,
+                     std::span<const Bf16Product> products) {
+  if (M == 0) return;
   const std::vector<uint16_t> Abf = rounded_rows(M, K, A, lda);
-  const int64_t weight_bytes = N * K * 2;
-  const int64_t col_tiles = std::clamp<int64_t>(weight_bytes / kTileWeightBytes, 1, max_column_tiles());
-  const int64_t per_tile = (N + col_tiles - 1) / col_tiles;
-  const int64_t col_block = per_tile;
-  const int64_t n_col = (N + col_block - 1) / col_block;
+  // The products are tiled as one matrix of all their weight rows would be (a tile may span two of them).
+  int64_t total_n = 0;
+  for (const Bf16Product& p : products) total_n += p.N;
+  if (total_n == 0) return;
+  const int64_t col_tiles = std::clamp<int64_t>(total_n * K * 2 / kTileWeightBytes, 1, max_column_tiles());
+  const int64_t col_block = (total_n + col_tiles - 1) / col_tiles, n_col = (total_n + col_block - 1) / col_block;
   const int64_t row_block = M <= 16 ? M : kRowBlock, n_row = (M + row_block - 1) / row_block;
   parallel_for(0, n_row * n_col, 1, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t r0 = (t / n_col) * row_block, c0 = (t % n_col) * col_block;
-      const int64_t r1 = std::min(M, r0 + row_block), c1 = std::min(N, c0 + col_block);
-      if (path == Bf16Path::Avx512Bf16)
-        tile_avx512(r0, r1, c0, c1, K, Abf.data(), W, ldw, C, ldc);
-      else
-        tile_portable(r0, r1, c0, c1, K, Abf.data(), W, ldw, C, ldc);
+      const int64_t r1 = std::min(M, r0 + row_block), c1 = std::min(total_n, c0 + col_block);
+      int64_t first = 0;  // the first column of product p in the stacked matrix
+      for (const Bf16Product& p : products) {
+        const int64_t lo_col = std::max(c0, first) - first, hi_col = std::min(c1, first + p.N) - first;
+        if (lo_col < hi_col) {
+          if (path == Bf16Path::Avx512Bf16)
+            tile_avx512(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
+          else
+            tile_portable(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
+        }
+        first += p.N;
+      }
     }
   });
+}
+
+}  // namespace
+
+void gemm_bf16_on(Bf16Path path, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W,
+                  int64_t ldw, float* C, int64_t ldc) {
+  HYDRA_CHECK(path == Bf16Path::Portable || cpu_has_avx512_bf16(),
+              "gemm_bf16: the avx512_bf16 path was asked for on a CPU without AVX-512 bf16");
+  const Bf16Product product{W, ldw, N, C, ldc};
+  shared_input_on(path, M, K, A, lda, {&product, 1});
+}
+
+void gemm_bf16_shared_input(int64_t M, int64_t K, const float* A, int64_t lda, std::span<const Bf16Product> products) {
+  shared_input_on(bf16_path(), M, K, A, lda, products);
 }
 
 void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W, int64_t ldw, float* C,

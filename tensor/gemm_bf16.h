@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "tensor/bfloat16.h"
 
@@ -38,6 +39,18 @@ const char* bf16_path_name(Bf16Path path);
 // Runs in parallel (deterministically) on the path bf16_path() chose.
 void gemm_bf16(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W, int64_t ldw,
                float* C, int64_t ldc);
+// One product of a group that shares its float32 left operand: C (M×N, row stride ldc) = A · Wᵀ, with W
+// (N×K bfloat16, row stride ldw).
+struct Bf16Product {
+  const bfloat16* W;
+  int64_t ldw, N;
+  float* C;
+  int64_t ldc;
+};
+// Every product of `products` with the one A (M×K, row stride lda): A is rounded to bfloat16 once and all
+// their tiles run as one parallel region (decoding's q/k/v projections, or w1 and w3; tensor/gemm.h's
+// gemm_shared_input says why). Each product gets the bits gemm_bf16 gives it alone.
+void gemm_bf16_shared_input(int64_t M, int64_t K, const float* A, int64_t lda, std::span<const Bf16Product> products);
 // The same on a given path (tests compare the two). Asking for Avx512Bf16 on a CPU without it is an error.
 void gemm_bf16_on(Bf16Path path, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const bfloat16* W,
                   int64_t ldw, float* C, int64_t ldc);

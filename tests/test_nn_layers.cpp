@@ -11,6 +11,8 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <memory>
+#include <string>
 #include <sstream>
 
 #include "nn/embedding.h"
@@ -21,6 +23,7 @@
 #include "nn/rms_norm.h"
 #include "support/op_harness.h"
 #include "support/threads.h"
+#include "tensor/bfloat16.h"
 #include "tensor/copy.h"
 #include "tensor/parallel.h"
 
@@ -391,4 +394,47 @@ TEST_CASE("rms_norm, swiglu and linear are bit-identical for 1 and 2 threads (fo
   };
   expect_thread_invariant(run, {"rms_norm y", "rms_norm dx", "rms_norm dw", "swiglu y", "swiglu dgate",
                                 "swiglu dup", "linear y", "linear dx", "linear dw"});
+}
+
+// Decoding runs the products of one input (q/k/v, w1 and w3) as one parallel region, tiled as one stacked
+// matrix; 300 + 129 + 700 output rows of 300 values make tiles that span two layers.
+TEST_CASE("forward_shared_input gives every Linear's own forward, bit for bit, grouped or not") {
+  std::vector<std::unique_ptr<Linear>> layers;
+  Generator gen(21);
+  for (int64_t out : {300, 129, 700}) {
+    layers.push_back(std::make_unique<Linear>(300, out));
+    materialize_parameters(*layers.back());
+    init_normal_(layers.back()->weight, gen, 0.05);
+  }
+  auto same_bits = [](const Tensor& a, const Tensor& b) {
+    const std::vector<float> x = a.to_vector<float>(), y = b.to_vector<float>();
+    return a.shape() == b.shape() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  auto check_all = [&](const Tensor& x, const char* what) {
+    const std::vector<Tensor> got = forward_shared_input({layers[0].get(), layers[1].get(), layers[2].get()}, x);
+    REQUIRE(got.size() == 3);
+    for (size_t i = 0; i < 3; ++i) {
+      INFO(std::string(what), ": layer ", i, ", input ", shape_str(x.shape()));
+      CHECK(same_bits(got[i], layers[i]->forward(x)));
+    }
+    return got;
+  };
+  for (const char* dtype : {"float32", "bfloat16"}) {
+    if (std::string(dtype) == "bfloat16")
+      for (auto& layer : layers) layer->weight = to_bfloat16(layer->weight);
+    NoGradGuard no_grad;
+    for (int64_t rows : {1, 3, 16, 17}) check_all(Generator(22).normal({1, rows, 300}), dtype);
+    check_all(transpose(Generator(23).normal({300, 2}), 0, 1), dtype);  // strided: one product each
+    Tensor x = Generator(24).normal({1, 1, 300});
+    expect_thread_invariant([&] { return forward_shared_input({layers[0].get(), layers[1].get(), layers[2].get()}, x); },
+                            {"q", "k", "v"});
+  }
+  // With a graph, every layer records its own product: the gradient reaches x through all three.
+  for (auto& layer : layers) layer->weight = bfloat16_to_float32(layer->weight);
+  Tensor x = Generator(25).normal({1, 2, 300}).set_requires_grad();
+  const std::vector<Tensor> got = check_all(x, "with a graph");
+  add(add(sum(got[0]), sum(got[1])), sum(got[2])).backward();
+  // d/dx of the sum of x Wᵀ over every output is the sum of W's rows, for each row of x.
+  Tensor w_rows = add(add(sum(layers[0]->weight, {0}), sum(layers[1]->weight, {0})), sum(layers[2]->weight, {0}));
+  check_close("dx", x.grad(), broadcast_to(reshape(w_rows, {1, 1, 300}), {1, 2, 300}), 1e-5);
 }
