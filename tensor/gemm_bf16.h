@@ -6,7 +6,8 @@
 //     read as pairs (k = 2p, 2p + 1), zero-padded up to a multiple of 32;
 //   - pair p goes to lane p % 64 of 64 float32 sums, each pair adding first its odd then its even product
 //     (the product of two bfloat16 values is exact in float32, so each addition rounds once), with
-//     bfloat16 inputs below the normal range read as zero and sums below it flushed to zero;
+//     bfloat16 inputs below the normal range read as zero and sums that are tiny after rounding (below
+//     2^-126 when rounded with an unbounded exponent, x86's flush-to-zero rule) flushed to zero;
 //   - the 64 sums are added pairwise (32, 16, 8, 4, 2, 1).
 // Each 16 lanes are exactly what the AVX-512 instruction vdpbf16ps does in one register (four registers
 // make four independent chains of it), so two paths give the same bits: `avx512_bf16` (the

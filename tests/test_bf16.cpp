@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <string>
+#include <utility>
 
 #include "autograd/grad_mode.h"
 #include "autograd/ops.h"
@@ -193,12 +195,43 @@ TEST_CASE("gemm_bf16: the portable and avx512_bf16 paths give the same bits") {
                   run_gemm(kernels::Bf16Path::Avx512Bf16, 2, 3, K, a, w)));
 }
 
+// The edge of the normal range, by hand. Lane 0 holds 2^-126 (pair 0) when pair 64 adds -f·2^-150 to it.
+// Rounded with an unbounded exponent, the sum is below 2^-126 (tiny: flushed to zero) for f = 0.75 and 1,
+// and rounds up to 2^-126 for f = 0.5 (a tie, to even) and 0.25; IEEE rounding to the subnormal grid
+// would give 2^-126 for f = 0.75 and 1 too. vdpbf16ps flushes there (measured on a Zen 5), so both paths
+// must. The final pairwise reduction adds normally: 1.5·2^-126 - 2^-126 stays the subnormal 2^-127.
+TEST_CASE("gemm_bf16: sums tiny after rounding flush to zero, as vdpbf16ps does; the reduction keeps subnormals") {
+  const int64_t K = 130;
+  for (const auto& [f, want] : std::vector<std::pair<double, float>>{
+           {0.25, std::ldexp(1.0f, -126)}, {0.5, std::ldexp(1.0f, -126)}, {0.75, 0.0f}, {1.0, 0.0f}, {1.25, 0.0f}}) {
+    std::vector<float> a(K, 0.0f), wf(K, 0.0f);
+    a[0] = wf[0] = std::ldexp(1.0f, -63);                       // pair 0, even: 2^-126 into lane 0
+    a[129] = static_cast<float>(std::ldexp(2.0 * f, -76));       // pair 64, odd: -f·2^-150 into lane 0
+    wf[129] = -std::ldexp(1.0f, -75);
+    const std::vector<bfloat16> w = rounded(wf);
+    for (kernels::Bf16Path path : {kernels::Bf16Path::Portable, kernels::bf16_path()}) {
+      INFO("f ", f, ", path ", std::string(kernels::bf16_path_name(path)));
+      const std::vector<float> c = run_gemm(path, 1, 1, K, a, w);
+      CHECK(std::memcmp(&c[0], &want, sizeof(float)) == 0);
+    }
+  }
+  std::vector<float> a(4, 0.0f), wf(4, 0.0f);
+  a[0] = std::ldexp(1.5f, -63);   // pair 0 (lane 0): 1.5·2^-126
+  wf[0] = std::ldexp(1.0f, -63);
+  a[2] = -std::ldexp(1.0f, -63);  // pair 1 (lane 1): -2^-126
+  wf[2] = std::ldexp(1.0f, -63);
+  for (kernels::Bf16Path path : {kernels::Bf16Path::Portable, kernels::bf16_path()}) {
+    INFO("path ", std::string(kernels::bf16_path_name(path)));
+    CHECK(run_gemm(path, 1, 1, 4, a, rounded(wf))[0] == std::ldexp(1.0f, -127));
+  }
+}
+
 TEST_CASE("gemm_bf16: row i has the same bits whatever the number of rows, and at 1 and 2 threads") {
   const int64_t N = 1000, K = 384;
   const std::vector<float> a = normal_values(20 * K, 5, 1.0);
   const std::vector<bfloat16> w = rounded(normal_values(N * K, 6, 0.05));
   for (kernels::Bf16Path path : {kernels::Bf16Path::Portable, kernels::bf16_path()}) {
-    INFO("path ", kernels::bf16_path_name(path));
+    INFO("path ", std::string(kernels::bf16_path_name(path)));
     const std::vector<float> all = run_gemm(path, 20, N, K, a, w);
     for (int64_t i : {0, 7, 19}) {
       const std::vector<float> row(a.begin() + i * K, a.begin() + (i + 1) * K);
