@@ -76,7 +76,7 @@ std::vector<uint16_t> rounded_rows(int64_t M, int64_t K, const float* A, int64_t
 // That is the rule vdpbf16ps follows whatever MXCSR says. Flushing by hand after each addition (what
 // this path did before) tested the result after it was rounded to a subnormal, which keeps a sum like
 // 2^-126 - 0.75·2^-150 as 2^-126 where the instruction gives 0 (tests/test_bf16.cpp has the case), and
-// cost three instructions per addition: in this mode the path decodes 1.5x faster.
+// cost three instructions per addition.
 class FlushDenormals {
  public:
   FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero); }
@@ -99,17 +99,19 @@ uint32_t odd_raw(uint32_t pair) { return pair & 0xffff0000u; }
 uint32_t even_raw(uint32_t pair) { return pair << 16; }
 
 // One chunk (32 values: 16 pairs) of a row of A against the same chunk of a weight row, into acc[lane],
-// under FlushDenormals. Inlined into a loop that names each of the four registers of sums, so that GCC
-// keeps them in vector registers (called once per chunk, they went through memory).
+// under FlushDenormals. Each product of two bfloat16 values is exact in float32 when it is normal, and
+// std::fma never rounds it on its own, so each addition rounds once, as the instruction's does.
+// Inlined into a loop that names each of the four registers of sums, so that GCC keeps them in vector
+// registers (called once per chunk, they went through memory). The pairs are read straight from a and w:
+// copied first into local arrays, they went through the stack in 16-byte pieces on AVX2 builds, which
+// 32-byte loads then waited on (decoding was 3.7x slower there).
 [[gnu::always_inline]] inline void chunk_portable(const uint16_t* a, const uint16_t* w, float* acc) {
-  uint32_t ap[kLanes], wp[kLanes];
-  std::memcpy(ap, a, sizeof(ap));
-  std::memcpy(wp, w, sizeof(wp));
-  // Each product of two bfloat16 values is exact in float32, so fma rounds exactly as the
-  // instruction's add does.
   for (int l = 0; l < kLanes; ++l) {
-    const float odd = std::fma(float_of(odd_raw(ap[l])), float_of(odd_raw(wp[l])), acc[l]);
-    acc[l] = std::fma(float_of(even_raw(ap[l])), float_of(even_raw(wp[l])), odd);
+    uint32_t ap, wp;
+    std::memcpy(&ap, a + 2 * l, sizeof(ap));
+    std::memcpy(&wp, w + 2 * l, sizeof(wp));
+    const float odd = std::fma(float_of(odd_raw(ap)), float_of(odd_raw(wp)), acc[l]);
+    acc[l] = std::fma(float_of(even_raw(ap)), float_of(even_raw(wp)), odd);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -15,6 +16,7 @@
 #include "hydra/generate.h"
 #include "hydra/sampling.h"
 #include "support/op_harness.h"
+#include "support/threads.h"
 #include "tensor/parallel.h"
 
 using namespace hydra;
@@ -217,6 +219,39 @@ TEST_CASE("sampling: truncation, argmax, draws, residual and the trust signals b
   CHECK(mean == doctest::Approx(0.5).epsilon(0.02));
   CHECK(uniform01(gen, 3, 0) == uniform01(Generator(11), 3, 0));
   CHECK(uniform01(gen, 3, 0) != uniform01(gen, 3, 1));
+}
+
+// The exp of softmax and the log of entropy run on every thread; each value is the one-thread loop's,
+// and the sums stay in id order, so the results equal the plain sequential formulas bit for bit.
+TEST_CASE("combine_distribution and entropy over gpt2's vocabulary equal the one-loop formulas, at 1 and 2 threads") {
+  const int64_t V = 50304;
+  const std::vector<float> a = Generator(31).normal({V}, 0, 3).to_vector<float>();
+  const std::vector<float> b = Generator(32).normal({V}, 0, 3).to_vector<float>();
+  // The sequential formulas: the mean of the logits, then softmax with its sum in id order.
+  std::vector<double> want(V);
+  for (int64_t i = 0; i < V; ++i) want[i] = (static_cast<double>(a[i]) + static_cast<double>(b[i])) * (1.0 / 2.0);
+  double m = -INFINITY, sum = 0;
+  for (double v : want) m = std::max(m, v);
+  for (double& v : want) {
+    v = std::exp(v - m);
+    sum += v;
+  }
+  for (double& v : want) v *= 1.0 / sum;
+  double want_h = 0;
+  for (double p : want)
+    if (p > 0) want_h -= p * std::log(p);
+  for (int threads : {1, 2}) {
+    test::ScopedThreads scope(threads);
+    INFO("threads ", threads);
+    std::vector<double> p;
+    const std::vector<const float*> rows{a.data(), b.data()};
+    combine_distribution(Combine::Mean, rows, {}, V, 1.0, p);
+    REQUIRE(p.size() == want.size());
+    CHECK(std::memcmp(p.data(), want.data(), V * sizeof(double)) == 0);
+    const double h = entropy(p);
+    CHECK(std::memcmp(&h, &want_h, sizeof(double)) == 0);
+    CHECK(h > 1.0);  // the case is not degenerate: far from one-hot
+  }
 }
 
 TEST_CASE("generate: greedy decoding equals decoding by full forwards, token for token") {
