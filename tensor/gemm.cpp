@@ -140,7 +140,8 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 template <class T>
 void gemm_shared_input(int64_t M, int64_t K, const T* A, int64_t lda, std::span<const SharedInputProduct<T>> products) {
   if (M > kSmallGemmRows || !blas_is_thread_safe()) {
-    for (const SharedInputProduct<T>& p : products) gemm(false, true, M, p.N, K, T(1), A, lda, p.B, p.ldb, T(0), p.C, p.ldc);
+    for (const SharedInputProduct<T>& p : products)
+      gemm(false, true, M, p.N, K, T(1), A, lda, p.B, p.ldb, T(0), p.C, p.ldc);
     return;
   }
   // The products are tiled as one matrix of all their rows would be (a tile may span two of them); the
@@ -149,16 +150,12 @@ void gemm_shared_input(int64_t M, int64_t K, const T* A, int64_t lda, std::span<
   for (const SharedInputProduct<T>& p : products) total_n += p.N;
   const int64_t block = choose_small_tiling<T>(M, total_n, K).col_block;
   parallel_for(0, (total_n + block - 1) / block, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t c0 = t * block, c1 = std::min(total_n, c0 + block);
-      int64_t first = 0;  // the first column of product p in the stacked matrix
-      for (const SharedInputProduct<T>& p : products) {
-        const int64_t lo_col = std::max(c0, first) - first, hi_col = std::min(c1, first + p.N) - first;
-        if (lo_col < hi_col)
-          small_gemm(true, M, hi_col - lo_col, K, T(1), A, lda, p.B + lo_col * p.ldb, p.ldb, T(0), p.C + lo_col, p.ldc);
-        first += p.N;
-      }
-    }
+    for (int64_t t = lo; t < hi; ++t)
+      for_each_stacked_part(products, t * block, std::min(total_n, (t + 1) * block),
+                            [&](const SharedInputProduct<T>& p, int64_t c0, int64_t c1) {
+                              small_gemm(true, M, c1 - c0, K, T(1), A, lda, p.B + c0 * p.ldb, p.ldb, T(0), p.C + c0,
+                                         p.ldc);
+                            });
   });
 }
 

@@ -12,6 +12,7 @@
 // Naming: no autograd here, raw pointers in and out (Tensor level: kernels::matmul_raw, hydra::matmul).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 
@@ -45,6 +46,18 @@ struct SharedInputProduct {
 // products of one input'). With more rows, one gemm per product.
 template <class T>
 void gemm_shared_input(int64_t M, int64_t K, const T* A, int64_t lda, std::span<const SharedInputProduct<T>> products);
+
+// Products tiled as one stacked matrix (gemm_shared_input, gemm_bf16_shared_input): calls
+// part(product, lo, hi) for the columns [lo, hi) of each product that the stacked columns [c0, c1) cover.
+template <class Product, class Part>
+void for_each_stacked_part(std::span<const Product> products, int64_t c0, int64_t c1, Part&& part) {
+  int64_t first = 0;  // the first stacked column of the product
+  for (const Product& p : products) {
+    const int64_t lo = std::max(c0, first) - first, hi = std::min(c1, first + p.N) - first;
+    if (lo < hi) part(p, lo, hi);
+    first += p.N;
+  }
+}
 
 // False when the loaded OpenBLAS cannot be called from several threads at once (then GEMMs run their
 // tiles on one thread). The batched matmul asks before parallelising over matrices.

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tensor/error.h"
+#include "tensor/gemm.h"
 #include "tensor/parallel.h"
 
 namespace hydra::kernels {
@@ -289,17 +290,12 @@ void shared_input_on(Bf16Path path, int64_t M, int64_t K, const float* A, int64_
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t r0 = (t / n_col) * row_block, c0 = (t % n_col) * col_block;
       const int64_t r1 = std::min(M, r0 + row_block), c1 = std::min(total_n, c0 + col_block);
-      int64_t first = 0;  // the first column of product p in the stacked matrix
-      for (const Bf16Product& p : products) {
-        const int64_t lo_col = std::max(c0, first) - first, hi_col = std::min(c1, first + p.N) - first;
-        if (lo_col < hi_col) {
-          if (path == Bf16Path::Avx512Bf16)
-            tile_avx512(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
-          else
-            tile_portable(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
-        }
-        first += p.N;
-      }
+      for_each_stacked_part(products, c0, c1, [&](const Bf16Product& p, int64_t lo_col, int64_t hi_col) {
+        if (path == Bf16Path::Avx512Bf16)
+          tile_avx512(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
+        else
+          tile_portable(r0, r1, lo_col, hi_col, K, Abf.data(), p.W, p.ldw, p.C, p.ldc);
+      });
     }
   });
 }

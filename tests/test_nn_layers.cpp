@@ -426,8 +426,8 @@ TEST_CASE("forward_shared_input gives every Linear's own forward, bit for bit, g
     for (int64_t rows : {1, 3, 16, 17}) check_all(Generator(22).normal({1, rows, 300}), dtype);
     check_all(transpose(Generator(23).normal({300, 2}), 0, 1), dtype);  // strided: one product each
     Tensor x = Generator(24).normal({1, 1, 300});
-    expect_thread_invariant([&] { return forward_shared_input({layers[0].get(), layers[1].get(), layers[2].get()}, x); },
-                            {"q", "k", "v"});
+    expect_thread_invariant(
+        [&] { return forward_shared_input({layers[0].get(), layers[1].get(), layers[2].get()}, x); }, {"q", "k", "v"});
   }
   // With a graph, every layer records its own product: the gradient reaches x through all three.
   for (auto& layer : layers) layer->weight = bfloat16_to_float32(layer->weight);
