@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <thread>
-#include <vector>
 
 #include "tensor/gemm_small.h"
 #include "tensor/parallel.h"
